@@ -1,0 +1,71 @@
+// ChunkStore: the data path. Files are cut into 64 MiB chunks, each written as slices (one per
+// continuous write), each slice stored as blocks of the volume's block size, one object each:
+//   <volume>/chunks/<id/1e6>/<id/1e3>/<id>_<block index>_<block size>
+// Writes are buffered (bounded by buffer_size, with back-pressure), uploaded in parallel and
+// committed to Meta after upload. Reads resolve overlapping slices, read ahead and cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "meta/types.h"
+
+namespace nexus::meta {
+class Meta;
+}
+namespace nexus::object {
+class ObjectStore;
+}
+
+namespace nexus::chunk {
+
+struct ChunkOptions {
+  uint32_t block_size = 4 << 20;
+  uint64_t buffer_size = 300ULL << 20;   // bytes of unflushed write data, all files together
+  int max_uploads = 20;
+  int max_downloads = 20;
+  uint64_t max_readahead = 64ULL << 20;  // bytes ahead of a sequential reader
+  uint64_t mem_cache_size = 256ULL << 20;
+  std::string cache_dir;                 // "" = no disk cache
+  uint64_t cache_size = 10ULL << 30;     // bytes of disk cache
+  double free_space_ratio = 0.1;         // keep this fraction of the cache disk free
+  int64_t flush_idle_ns = 5'000'000'000; // commit buffered data idle this long
+  int compact_write_slices = 100;        // compact a chunk with this many slices (seen on write)
+  int compact_read_slices = 5;           // ... or this many (seen on read)
+  bool background = true;                // run idle flush, compaction and deletion threads
+  std::string prefix;                    // object key prefix, the volume name + '/'
+};
+
+// Contract: thread-safe; per-inode state sits under its own lock. A Read sees this client's own
+// unflushed writes. Flush returns after every write made before it is uploaded and committed.
+class ChunkStore {
+ public:
+  static Result<std::unique_ptr<ChunkStore>> Open(meta::Meta* meta, object::ObjectStore* store,
+                                                  const ChunkOptions& options);
+  virtual ~ChunkStore() = default;
+
+  // Buffers `len` bytes at `off` of `ino`; may block while buffers are full.
+  virtual Status Write(meta::Ino ino, uint64_t off, const char* data, size_t len) = 0;
+  // Reads up to `len` bytes at `off` into `buf`, treating `file_len` (the committed length as
+  // the caller knows it) extended by this client's unflushed writes as EOF. Returns the bytes
+  // read (short only at EOF).
+  virtual Result<size_t> Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
+                              uint64_t file_len) = 0;
+  // Uploads and commits everything buffered for `ino`.
+  virtual Status Flush(meta::Ino ino) = 0;
+  // The end of this client's unflushed writes to `ino` (0 when none), for st_size.
+  virtual uint64_t PendingLength(meta::Ino ino) = 0;
+  // Forgets cached slice lists of `ino` (after truncate, fallocate, or an open by another
+  // client: close-to-open).
+  virtual void Invalidate(meta::Ino ino) = 0;
+  // Merges the slices of one chunk into one new slice (no-op for a chunk with one slice).
+  virtual Status Compact(meta::Ino ino, uint32_t chunk_index) = 0;
+  // Runs one round of background deletion now; returns slices removed.
+  virtual Result<size_t> CleanupDeleted() = 0;
+  // Flushes everything and stops background threads.
+  virtual Status Shutdown() = 0;
+};
+
+}  // namespace nexus::chunk

@@ -1,0 +1,21 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+
+namespace nexus::cli {
+
+namespace {
+int g_exit_code = 0;
+}
+
+int ExitCode() { return g_exit_code; }
+void SetExitCode(int code) { g_exit_code = code; }
+
+void RegisterVersion(CLI::App& app) {
+  auto* cmd = app.add_subcommand("version", "Print the version of nexusfs");
+  cmd->callback([] { std::printf("nexusfs %s\n", NEXUS_VERSION_STRING); });
+}
+
+void RegisterCommands(CLI::App& app) { RegisterVersion(app); }
+
+}  // namespace nexus::cli

@@ -1,0 +1,155 @@
+// The key schema of the metadata engine (docs/formats.md). Every key and record encoding lives
+// here so that the layout is defined in one place. Integers in keys are big-endian so that
+// ordered scans follow numeric order.
+//
+//   setting                   volume settings (JSON)
+//   C<name>                   counters: nextInode, nextSlice, nextSession, usedSpace, totalInodes
+//   A<ino>I                   inode attributes (EncodeAttr)
+//   A<ino>D<name>             directory entry: type(1) ino(8)
+//   A<ino>P<parent>           hard-link parents of a multi-linked file: count(4)
+//   A<ino>C<index>            chunk: concatenated slice records (EncodeSlice, 24 bytes each)
+//   A<ino>S                   symlink target
+//   A<ino>X<name>             extended attribute value
+//   D<ino><length>            removed file whose data awaits release
+//   L<slice><size>            slice with no references left, whose objects await deletion
+//   K<slice><size>            reference count of a slice referenced more than once: refs(4)
+//   F<ino>                    flock records
+//   P<ino>                    POSIX lock records
+//   O<ino><sid>               inode open in session sid
+//   SE<sid>                   session info (JSON);  SH<sid> heartbeat (ns, 8 bytes)
+//   SS<sid><ino>              inode open in session sid (index for session cleanup)
+//   U<ino>                    directory usage;  QD<ino> directory quota
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/encoding.h"
+#include "common/status.h"
+#include "meta/types.h"
+
+namespace nexus::meta::keys {
+
+constexpr std::string_view kSetting = "setting";
+
+inline std::string Counter(std::string_view name) { return "C" + std::string(name); }
+
+inline std::string InodePrefix(Ino ino) {
+  std::string k = "A";
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string Attr(Ino ino) { return InodePrefix(ino) + "I"; }
+inline std::string DentryPrefix(Ino parent) { return InodePrefix(parent) + "D"; }
+inline std::string Dentry(Ino parent, std::string_view name) {
+  return DentryPrefix(parent) + std::string(name);
+}
+inline std::string ParentPrefix(Ino ino) { return InodePrefix(ino) + "P"; }
+inline std::string Parent(Ino ino, Ino parent) {
+  std::string k = ParentPrefix(ino);
+  PutBE64(&k, parent);
+  return k;
+}
+inline std::string ChunkPrefix(Ino ino) { return InodePrefix(ino) + "C"; }
+inline std::string Chunk(Ino ino, uint32_t index) {
+  std::string k = ChunkPrefix(ino);
+  PutBE32(&k, index);
+  return k;
+}
+inline std::string Symlink(Ino ino) { return InodePrefix(ino) + "S"; }
+inline std::string XattrPrefix(Ino ino) { return InodePrefix(ino) + "X"; }
+inline std::string Xattr(Ino ino, std::string_view name) {
+  return XattrPrefix(ino) + std::string(name);
+}
+inline std::string DelFile(Ino ino, uint64_t length) {
+  std::string k = "D";
+  PutBE64(&k, ino);
+  PutBE64(&k, length);
+  return k;
+}
+inline std::string DelSlice(uint64_t id, uint32_t size) {
+  std::string k = "L";
+  PutBE64(&k, id);
+  PutBE32(&k, size);
+  return k;
+}
+inline std::string SliceRef(uint64_t id, uint32_t size) {
+  std::string k = "K";
+  PutBE64(&k, id);
+  PutBE32(&k, size);
+  return k;
+}
+inline std::string Flock(Ino ino) {
+  std::string k = "F";
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string Plock(Ino ino) {
+  std::string k = "P";
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string OpenPrefix(Ino ino) {
+  std::string k = "O";
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string Open(Ino ino, uint64_t sid) {
+  std::string k = OpenPrefix(ino);
+  PutBE64(&k, sid);
+  return k;
+}
+inline std::string Session(uint64_t sid) {
+  std::string k = "SE";
+  PutBE64(&k, sid);
+  return k;
+}
+inline std::string Heartbeat(uint64_t sid) {
+  std::string k = "SH";
+  PutBE64(&k, sid);
+  return k;
+}
+inline std::string SustainedPrefix(uint64_t sid) {
+  std::string k = "SS";
+  PutBE64(&k, sid);
+  return k;
+}
+inline std::string Sustained(uint64_t sid, Ino ino) {
+  std::string k = SustainedPrefix(sid);
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string DirUsage(Ino ino) {
+  std::string k = "U";
+  PutBE64(&k, ino);
+  return k;
+}
+inline std::string DirQuota(Ino ino) {
+  std::string k = "QD";
+  PutBE64(&k, ino);
+  return k;
+}
+
+// The smallest key greater than every key starting with `prefix` (for [prefix, end) scans).
+std::string PrefixEnd(std::string_view prefix);
+
+// ---- records ----
+constexpr uint8_t kAttrVersion = 1;
+constexpr size_t kSliceRecordSize = 24;  // pos(4) id(8) size(4) off(4) len(4)
+
+std::string EncodeAttr(const meta::Attr& a);
+// Fails with EBADMSG (naming `what`) on a short or unknown-version record.
+Status DecodeAttr(std::string_view in, meta::Attr* a);
+
+std::string EncodeDentry(FileType type, Ino ino);
+Status DecodeDentry(std::string_view in, FileType* type, Ino* ino);
+
+void AppendSlice(std::string* dst, const Slice& s);
+Status DecodeSlices(std::string_view in, std::vector<Slice>* out);
+
+std::string EncodeU64(uint64_t v);  // 8 bytes little-endian (counters)
+uint64_t DecodeU64(std::string_view in);  // 0 when shorter than 8 bytes
+
+}  // namespace nexus::meta::keys

@@ -1,0 +1,83 @@
+// The whole contract a metadata engine implements: ordered keys and values with atomic,
+// isolated transactions. Meta is written once over this interface (docs/architecture.md).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace nexus::kv {
+
+// A transaction's view of the engine. Reads see the transaction's own writes. Inside
+// Engine::Update, a read of a key makes the transaction conflict if another transaction commits
+// a write to that key before this one commits (serializable for point reads; a Scan also
+// registers the keys it returned).
+class Txn {
+ public:
+  virtual ~Txn() = default;
+
+  // The value of `key`, or std::nullopt when it is absent.
+  virtual Result<std::optional<std::string>> Get(std::string_view key) = 0;
+  // Values for several keys at once, in the order of `keys`.
+  virtual Result<std::vector<std::optional<std::string>>> MultiGet(
+      const std::vector<std::string>& keys);
+  virtual Status Put(std::string_view key, std::string_view value) = 0;
+  virtual Status Delete(std::string_view key) = 0;
+  // Visits keys in [begin, end) in ascending order until `visit` returns false or `limit` keys
+  // were visited (limit 0 = no limit). An empty `end` means "to the end of the key space".
+  virtual Status Scan(std::string_view begin, std::string_view end, size_t limit,
+                      const std::function<bool(std::string_view key, std::string_view value)>&
+                          visit) = 0;
+
+  // Scan of every key starting with `prefix`.
+  Status ScanPrefix(std::string_view prefix, size_t limit,
+                    const std::function<bool(std::string_view, std::string_view)>& visit);
+  // Adds `delta` to a little-endian 8-byte counter at `key` (absent = 0) and returns the new
+  // value. Engines may override it with a native increment.
+  virtual Result<int64_t> Increment(std::string_view key, int64_t delta);
+  // Adds `delta` to the same kind of counter without putting it in the transaction's read set:
+  // concurrent Adds to one key never conflict with each other (usage counters touched by every
+  // create). Engines with a native atomic add override it; the default is Increment.
+  virtual Status Add(std::string_view key, int64_t delta);
+};
+
+struct EngineStats {
+  uint64_t txns = 0;        // transactions committed
+  uint64_t conflicts = 0;   // bodies re-run after a conflict
+  uint64_t failures = 0;    // transactions that gave up (retry bound or error)
+};
+
+class Engine {
+ public:
+  // Opens an engine by URL: "rocksdb:///var/lib/nexusfs/meta", "sqlite3:///path/meta.db",
+  // "mem://" (a fresh in-process store), and later redis://, postgres://, etcd://. A URL without
+  // a scheme is a path for the embedded default (RocksDB). Errors name the URL (password
+  // redacted) and the reason.
+  static Result<std::unique_ptr<Engine>> Open(std::string_view url);
+
+  virtual ~Engine() = default;
+
+  // Runs `body` in a read-write transaction and commits it. On a conflict the body runs again
+  // after a jittered backoff, up to a bound (then Status::Busy naming the attempts). `body` may
+  // run several times, so it must have no side effects outside `txn` other than resetting and
+  // filling its own outputs. A non-OK Status from `body` aborts the transaction and is
+  // returned as is. A committed transaction survives a kill -9 of the process.
+  virtual Status Update(const std::function<Status(Txn&)>& body) = 0;
+  // Runs `body` over a consistent read-only snapshot. Writes inside it fail with EROFS.
+  virtual Status View(const std::function<Status(Txn&)>& body) = 0;
+  // Makes every committed transaction durable against power loss (syncs the engine's log).
+  virtual Status Sync() = 0;
+  // Human-readable engine name and location, password redacted: "rocksdb:///x/meta".
+  virtual std::string Name() const = 0;
+  virtual EngineStats Stats() const { return {}; }
+  // Deletes every key (for tests and `destroy`).
+  virtual Status Reset();
+};
+
+}  // namespace nexus::kv

@@ -1,0 +1,130 @@
+// MetaImpl: the one implementation of Meta, over kv::Engine. Its methods are spread over
+// files by concern: meta_volume.cc (format, load, statfs, sessions), meta_namespace.cc (lookup,
+// create, link, unlink, rename, readdir, attributes, open/close), meta_data.cc (truncate,
+// fallocate, slices, deletion), meta_xattr.cc, meta_lock.cc. Shared helpers live in
+// meta_common.cc.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <unordered_map>
+
+#include "meta/keys.h"
+#include "meta/kv/engine.h"
+#include "meta/meta.h"
+
+namespace nexus::meta {
+
+class MetaImpl final : public Meta {
+ public:
+  MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options);
+  ~MetaImpl() override;
+
+  kv::Engine* engine() override { return engine_.get(); }
+
+  // volume (meta_volume.cc)
+  Status Format(const meta::Format& format, bool force) override;
+  Result<meta::Format> Load() override;
+  const meta::Format& format() const override { return format_; }
+  Status UpdateFormat(const meta::Format& format) override;
+  Result<StatFs> GetStatFs(Ino ino) override;
+  Status Sync() override;
+  Result<uint64_t> NewSession(const SessionInfo& info) override;
+  Status Heartbeat() override;
+  Status CloseSession() override;
+  Result<std::vector<SessionInfo>> ListSessions() override;
+  Result<int> CleanStaleSessions(int64_t timeout_ns) override;
+
+  // namespace (meta_namespace.cc, meta_rename.cc)
+  Result<Entry> Lookup(const Context& ctx, Ino parent, std::string_view name) override;
+  Result<Attr> GetAttr(Ino ino) override;
+  Result<Attr> SetAttr(const Context& ctx, Ino ino, const SetAttrRequest& req) override;
+  Status Access(const Context& ctx, Ino ino, int mask) override;
+  Result<Entry> Mknod(const Context& ctx, Ino parent, std::string_view name, FileType type,
+                      uint32_t mode, uint32_t rdev) override;
+  Result<Entry> Mkdir(const Context& ctx, Ino parent, std::string_view name,
+                      uint32_t mode) override;
+  Result<Entry> Create(const Context& ctx, Ino parent, std::string_view name, uint32_t mode,
+                       int flags) override;
+  Result<Entry> Symlink(const Context& ctx, Ino parent, std::string_view name,
+                        std::string_view target) override;
+  Result<std::string> ReadLink(Ino ino) override;
+  Result<Entry> Link(const Context& ctx, Ino ino, Ino new_parent,
+                     std::string_view new_name) override;
+  Status Unlink(const Context& ctx, Ino parent, std::string_view name) override;
+  Status Rmdir(const Context& ctx, Ino parent, std::string_view name) override;
+  Status Rename(const Context& ctx, Ino parent, std::string_view name, Ino new_parent,
+                std::string_view new_name, uint32_t flags) override;
+  Status ReadDir(const Context& ctx, Ino dir, std::string_view after, size_t limit, bool plus,
+                 std::vector<DirEntry>* out) override;
+  Result<Attr> Open(const Context& ctx, Ino ino, int flags) override;
+  Status Close(Ino ino) override;
+
+  // data (meta_data.cc)
+  Result<Attr> Truncate(const Context& ctx, Ino ino, uint64_t length) override;
+  Status Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off, uint64_t len) override;
+  Result<uint64_t> NewSliceId() override;
+  Status WriteSlice(Ino ino, uint32_t index, const Slice& slice, int64_t mtime) override;
+  Result<std::vector<Slice>> ReadChunk(Ino ino, uint32_t index) override;
+  Status ReplaceChunk(Ino ino, uint32_t index, const std::vector<Slice>& expected,
+                      const std::vector<Slice>& replacement) override;
+  Result<uint64_t> CopyRange(const Context& ctx, Ino in, uint64_t off_in, Ino out,
+                             uint64_t off_out, uint64_t len) override;
+  Result<size_t> CleanupDeleted(const std::function<Status(const SliceRef&)>& remove,
+                                size_t max) override;
+
+  // xattrs (meta_xattr.cc)
+  Result<std::string> GetXattr(const Context& ctx, Ino ino, std::string_view name) override;
+  Status SetXattr(const Context& ctx, Ino ino, std::string_view name, std::string_view value,
+                  int flags) override;
+  Result<std::vector<std::string>> ListXattr(const Context& ctx, Ino ino) override;
+  Status RemoveXattr(const Context& ctx, Ino ino, std::string_view name) override;
+
+  // locks (meta_lock.cc)
+  Status Flock(Ino ino, uint64_t owner, LockType type) override;
+  Result<PosixLock> GetLk(Ino ino, uint64_t owner, const PosixLock& probe) override;
+  Status SetLk(Ino ino, uint64_t owner, const PosixLock& lock) override;
+  void WaitLockChange(Ino ino, int64_t timeout_ns) override;
+
+ private:
+  // ---- shared helpers (meta_common.cc) ----
+  // Reads and decodes A<ino>I; ENOENT naming the inode when absent.
+  static Result<Attr> GetAttrTxn(kv::Txn& txn, Ino ino);
+  static Status PutAttrTxn(kv::Txn& txn, Ino ino, const Attr& attr);
+  // POSIX permission check of `mask` (R_OK/W_OK/X_OK bits) for ctx on attr.
+  static Status CheckPermission(const Context& ctx, const Attr& attr, int mask);
+  // ENAMETOOLONG / EINVAL for names that are not a single component.
+  static Status ValidateName(std::string_view name);
+  // A fresh inode number from this client's batch (refilled from the nextInode counter).
+  Result<Ino> AllocIno();
+  // Writes a removed file's data release record or keeps it while it is open somewhere; call
+  // when nlink reaches 0 inside `txn`.
+  Status RemoveInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr);
+  // Drops a chunk's slice references inside `txn`: unreferenced slices get L records.
+  Status ReleaseSlicesTxn(kv::Txn& txn, const std::vector<Slice>& slices);
+  // Ino as the engine stores it: the mount's subdir root maps to its real inode.
+  Ino Real(Ino ino) const { return ino == kRootIno && options_.subdir_root ? options_.subdir_root : ino; }
+
+  // ---- namespace helpers (meta_namespace.cc, meta_rename.cc) ----
+
+  // ---- data helpers (meta_data.cc, meta_xattr.cc, meta_lock.cc) ----
+
+  std::unique_ptr<kv::Engine> engine_;
+  MetaOptions options_;
+  meta::Format format_;
+  uint64_t sid_ = 0;  // this client's session, 0 before NewSession
+
+  std::mutex alloc_mu_;  // guards the id batches
+  Ino next_ino_ = 0, end_ino_ = 0;
+  uint64_t next_slice_ = 0, end_slice_ = 0;
+
+  std::mutex open_mu_;  // guards open_counts_
+  std::unordered_map<Ino, uint32_t> open_counts_;  // handles this client holds per inode
+
+  std::mutex lock_mu_;  // wakes local lock waiters
+  std::condition_variable lock_cv_;
+  std::atomic<uint64_t> lock_epoch_{0};
+};
+
+}  // namespace nexus::meta

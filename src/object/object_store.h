@@ -1,0 +1,56 @@
+// ObjectStore: where file data lives, as immutable objects named by key.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace nexus::object {
+
+struct ObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+  int64_t mtime = 0;  // ns since the epoch
+};
+
+struct ListResult {
+  std::vector<ObjectInfo> objects;  // ascending key order
+  std::string next_marker;          // empty when the listing is complete
+};
+
+struct StoreOptions {
+  // file://: fsync each object (and its directory) before Put returns.
+  bool sync_puts = false;
+};
+
+// Contract: thread-safe. A Put is atomic (readers see the old object, or the whole new one) and
+// durable once it returns, to the degree the backend promises (file://: against a process
+// crash; with sync_puts, against power loss). A missing key gives ENOENT.
+class ObjectStore {
+ public:
+  // "file:///dir", "mem://", later "s3://...". A plain path means file://.
+  static Result<std::unique_ptr<ObjectStore>> Open(std::string_view url,
+                                                   const StoreOptions& options = {});
+  virtual ~ObjectStore() = default;
+
+  virtual Status Put(std::string_view key, std::string_view data) = 0;
+  // Reads [off, off+len) of the object; len = UINT64_MAX means to the end. A range past the end
+  // is clipped (a read starting at or past the end returns "").
+  virtual Result<std::string> Get(std::string_view key, uint64_t off = 0,
+                                  uint64_t len = UINT64_MAX) = 0;
+  virtual Result<ObjectInfo> Head(std::string_view key) = 0;
+  // Deleting a missing key succeeds.
+  virtual Status Delete(std::string_view key) = 0;
+  // Up to `limit` objects whose key starts with `prefix` and sorts after `marker`.
+  virtual Result<ListResult> List(std::string_view prefix, std::string_view marker,
+                                  size_t limit) = 0;
+  virtual std::string Name() const = 0;  // "file:///dir", secrets redacted
+};
+
+}  // namespace nexus::object
