@@ -23,19 +23,19 @@ namespace nexus::chunk {
 
 struct ChunkOptions {
   uint32_t block_size = 4 << 20;
-  uint64_t buffer_size = 300ULL << 20;   // bytes of unflushed write data, all files together
+  uint64_t buffer_size = 300ULL << 20;  // bytes of unflushed write data, all files together
   int max_uploads = 20;
   int max_downloads = 20;
   uint64_t max_readahead = 64ULL << 20;  // bytes ahead of a sequential reader
   uint64_t mem_cache_size = 256ULL << 20;
-  std::string cache_dir;                 // "" = no disk cache
-  uint64_t cache_size = 10ULL << 30;     // bytes of disk cache
-  double free_space_ratio = 0.1;         // keep this fraction of the cache disk free
-  int64_t flush_idle_ns = 5'000'000'000; // commit buffered data idle this long
-  int compact_write_slices = 100;        // compact a chunk with this many slices (seen on write)
-  int compact_read_slices = 5;           // ... or this many (seen on read)
-  bool background = true;                // run idle flush, compaction and deletion threads
-  std::string prefix;                    // object key prefix, the volume name + '/'
+  std::string cache_dir;                  // "" = no disk cache
+  uint64_t cache_size = 10ULL << 30;      // bytes of disk cache
+  double free_space_ratio = 0.1;          // keep this fraction of the cache disk free
+  int64_t flush_idle_ns = 5'000'000'000;  // commit buffered data idle this long
+  int compact_write_slices = 100;         // compact a chunk with this many slices (seen on write)
+  int compact_read_slices = 5;            // ... or this many (seen on read)
+  bool background = true;                 // run idle flush, compaction and deletion threads
+  std::string prefix;                     // object key prefix, the volume name + '/'
 };
 
 // Contract: thread-safe; per-inode state sits under its own lock. A Read sees this client's own

@@ -16,6 +16,15 @@ void RegisterVersion(CLI::App& app) {
   cmd->callback([] { std::printf("nexusfs %s\n", NEXUS_VERSION_STRING); });
 }
 
-void RegisterCommands(CLI::App& app) { RegisterVersion(app); }
+void RegisterFormat(CLI::App& app);
+void RegisterStatus(CLI::App& app);
+void RegisterConfig(CLI::App& app);
+
+void RegisterCommands(CLI::App& app) {
+  RegisterVersion(app);
+  RegisterFormat(app);
+  RegisterStatus(app);
+  RegisterConfig(app);
+}
 
 }  // namespace nexus::cli

@@ -1,6 +1,5 @@
 // The nexusfs command: one binary, one subcommand per operation.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 
 #include "cli/commands.h"

@@ -8,9 +8,8 @@
 #include <cerrno>
 #include <string>
 #include <string_view>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace nexus {
 
@@ -90,9 +89,9 @@ struct ErrorReturn {
 
 // Returns early from a function returning Status or Result<T> when `expr` (a Status or a
 // Result) failed.
-#define NX_TRY(expr)                                                     \
-  do {                                                                   \
-    ::nexus::Status _nx_st = ::nexus::internal::ToStatus((expr));        \
+#define NX_TRY(expr)                                                            \
+  do {                                                                          \
+    ::nexus::Status _nx_st = ::nexus::internal::ToStatus((expr));               \
     if (!_nx_st.ok()) return ::nexus::internal::ErrorReturn{std::move(_nx_st)}; \
   } while (0)
 
@@ -100,8 +99,9 @@ struct ErrorReturn {
 #define NX_CONCAT(a, b) NX_CONCAT_INNER(a, b)
 // `NX_ASSIGN_OR_RETURN(auto attr, meta->GetAttr(ino));` declares/assigns the value or returns
 // the error.
-#define NX_ASSIGN_OR_RETURN(lhs, expr) NX_ASSIGN_OR_RETURN_IMPL(NX_CONCAT(_nx_r, __LINE__), lhs, expr)
-#define NX_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                            \
-  auto tmp = (expr);                                                      \
+#define NX_ASSIGN_OR_RETURN(lhs, expr) \
+  NX_ASSIGN_OR_RETURN_IMPL(NX_CONCAT(_nx_r, __LINE__), lhs, expr)
+#define NX_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                           \
+  auto tmp = (expr);                                                       \
   if (!tmp) return ::nexus::internal::ErrorReturn{std::move(tmp).error()}; \
   lhs = std::move(*tmp)

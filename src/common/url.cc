@@ -71,8 +71,9 @@ Result<Url> Url::Parse(std::string_view text) {
     size_t colon = authority.rfind(':');
     if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
       std::string_view port = authority.substr(colon + 1);
-      if (port.empty() || !std::all_of(port.begin(), port.end(),
-                                       [](char c) { return std::isdigit((unsigned char)c); }) ||
+      if (port.empty() ||
+          !std::all_of(port.begin(), port.end(),
+                       [](char c) { return std::isdigit((unsigned char)c); }) ||
           port.size() > 5 || std::stoi(std::string(port)) > 65535) {
         return Err(EINVAL, "URL port '" + std::string(port) + "' is not a number from 1 to 65535");
       }

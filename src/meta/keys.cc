@@ -91,8 +91,8 @@ Status DecodeSlices(std::string_view in, std::vector<Slice>* out) {
   out->reserve(in.size() / kSliceRecordSize);
   for (size_t i = 0; i < in.size(); i += kSliceRecordSize) {
     const char* p = in.data() + i;
-    out->push_back(Slice{GetBE32(p), GetBE64(p + 4), GetBE32(p + 12), GetBE32(p + 16),
-                         GetBE32(p + 20)});
+    out->push_back(
+        Slice{GetBE32(p), GetBE64(p + 4), GetBE32(p + 12), GetBE32(p + 16), GetBE32(p + 20)});
   }
   return Status::OK();
 }

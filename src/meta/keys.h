@@ -149,7 +149,7 @@ Status DecodeDentry(std::string_view in, FileType* type, Ino* ino);
 void AppendSlice(std::string* dst, const Slice& s);
 Status DecodeSlices(std::string_view in, std::vector<Slice>* out);
 
-std::string EncodeU64(uint64_t v);  // 8 bytes little-endian (counters)
+std::string EncodeU64(uint64_t v);        // 8 bytes little-endian (counters)
 uint64_t DecodeU64(std::string_view in);  // 0 when shorter than 8 bytes
 
 }  // namespace nexus::meta::keys

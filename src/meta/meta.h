@@ -37,8 +37,7 @@ struct MetaOptions {
 class Meta {
  public:
   // Wraps an opened engine. Does not read the volume: call Load() (or Format()) next.
-  static std::unique_ptr<Meta> Create(std::unique_ptr<kv::Engine> engine,
-                                      MetaOptions options = {});
+  static std::unique_ptr<Meta> Create(std::unique_ptr<kv::Engine> engine, MetaOptions options = {});
   virtual ~Meta() = default;
 
   virtual kv::Engine* engine() = 0;
@@ -75,14 +74,14 @@ class Meta {
   virtual Result<Attr> SetAttr(const Context& ctx, Ino ino, const SetAttrRequest& req) = 0;
   virtual Status Access(const Context& ctx, Ino ino, int mask) = 0;  // R_OK|W_OK|X_OK|F_OK
   // mode: permission bits (07777); ctx.umask is applied. rdev for devices.
-  virtual Result<Entry> Mknod(const Context& ctx, Ino parent, std::string_view name,
-                              FileType type, uint32_t mode, uint32_t rdev) = 0;
+  virtual Result<Entry> Mknod(const Context& ctx, Ino parent, std::string_view name, FileType type,
+                              uint32_t mode, uint32_t rdev) = 0;
   virtual Result<Entry> Mkdir(const Context& ctx, Ino parent, std::string_view name,
                               uint32_t mode) = 0;
   // Creates a regular file and opens it (as Open would, with `flags`). With O_EXCL an existing
   // name fails with EEXIST; without it an existing file is opened instead.
-  virtual Result<Entry> Create(const Context& ctx, Ino parent, std::string_view name,
-                               uint32_t mode, int flags) = 0;
+  virtual Result<Entry> Create(const Context& ctx, Ino parent, std::string_view name, uint32_t mode,
+                               int flags) = 0;
   virtual Result<Entry> Symlink(const Context& ctx, Ino parent, std::string_view name,
                                 std::string_view target) = 0;
   virtual Result<std::string> ReadLink(Ino ino) = 0;
@@ -110,8 +109,7 @@ class Meta {
   // growing reads as zeros.
   virtual Result<Attr> Truncate(const Context& ctx, Ino ino, uint64_t length) = 0;
   // mode: 0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE.
-  virtual Status Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off,
-                           uint64_t len) = 0;
+  virtual Status Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off, uint64_t len) = 0;
   // A new slice id (allocated in batches; ids are never reused).
   virtual Result<uint64_t> NewSliceId() = 0;
   // Appends `slice` to chunk `index` of `ino` and grows the length to cover it; sets mtime.

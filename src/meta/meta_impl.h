@@ -69,8 +69,8 @@ class MetaImpl final : public Meta {
   Result<std::vector<Slice>> ReadChunk(Ino ino, uint32_t index) override;
   Status ReplaceChunk(Ino ino, uint32_t index, const std::vector<Slice>& expected,
                       const std::vector<Slice>& replacement) override;
-  Result<uint64_t> CopyRange(const Context& ctx, Ino in, uint64_t off_in, Ino out,
-                             uint64_t off_out, uint64_t len) override;
+  Result<uint64_t> CopyRange(const Context& ctx, Ino in, uint64_t off_in, Ino out, uint64_t off_out,
+                             uint64_t len) override;
   Result<size_t> CleanupDeleted(const std::function<Status(const SliceRef&)>& remove,
                                 size_t max) override;
 
@@ -104,7 +104,9 @@ class MetaImpl final : public Meta {
   // Drops a chunk's slice references inside `txn`: unreferenced slices get L records.
   Status ReleaseSlicesTxn(kv::Txn& txn, const std::vector<Slice>& slices);
   // Ino as the engine stores it: the mount's subdir root maps to its real inode.
-  Ino Real(Ino ino) const { return ino == kRootIno && options_.subdir_root ? options_.subdir_root : ino; }
+  Ino Real(Ino ino) const {
+    return ino == kRootIno && options_.subdir_root ? options_.subdir_root : ino;
+  }
 
   // ---- namespace helpers (meta_namespace.cc, meta_rename.cc) ----
 
@@ -119,7 +121,7 @@ class MetaImpl final : public Meta {
   Ino next_ino_ = 0, end_ino_ = 0;
   uint64_t next_slice_ = 0, end_slice_ = 0;
 
-  std::mutex open_mu_;  // guards open_counts_
+  std::mutex open_mu_;                             // guards open_counts_
   std::unordered_map<Ino, uint32_t> open_counts_;  // handles this client holds per inode
 
   std::mutex lock_mu_;  // wakes local lock waiters

@@ -48,8 +48,8 @@ std::vector<Slice> BuildSliceView(const std::vector<Slice>& records) {
   out.reserve(view.size() * 2);
   uint64_t at = 0;
   for (const Slice& p : view) {
-    if (p.pos > at) out.push_back(Slice{static_cast<uint32_t>(at), 0, 0, 0,
-                                        static_cast<uint32_t>(p.pos - at)});
+    if (p.pos > at)
+      out.push_back(Slice{static_cast<uint32_t>(at), 0, 0, 0, static_cast<uint32_t>(p.pos - at)});
     out.push_back(p);
     at = static_cast<uint64_t>(p.pos) + p.len;
   }

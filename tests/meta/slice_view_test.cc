@@ -18,8 +18,11 @@ std::vector<std::pair<uint64_t, uint32_t>> Paint(const std::vector<Slice>& recs,
 TEST(SliceViewTest, OverlapsResolveNewestWins) {
   std::vector<Slice> recs = {{0, 1, 100, 0, 100}, {50, 2, 10, 0, 10}, {200, 3, 20, 5, 10}};
   auto v = BuildSliceView(recs);
-  std::vector<Slice> want = {{0, 1, 100, 0, 50},   {50, 2, 10, 0, 10}, {60, 1, 100, 60, 40},
-                             {100, 0, 0, 0, 100}, {200, 3, 20, 5, 10}};
+  std::vector<Slice> want = {{0, 1, 100, 0, 50},
+                             {50, 2, 10, 0, 10},
+                             {60, 1, 100, 60, 40},
+                             {100, 0, 0, 0, 100},
+                             {200, 3, 20, 5, 10}};
   EXPECT_EQ(v, want);
 }
 

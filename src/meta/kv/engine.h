@@ -31,9 +31,9 @@ class Txn {
   virtual Status Delete(std::string_view key) = 0;
   // Visits keys in [begin, end) in ascending order until `visit` returns false or `limit` keys
   // were visited (limit 0 = no limit). An empty `end` means "to the end of the key space".
-  virtual Status Scan(std::string_view begin, std::string_view end, size_t limit,
-                      const std::function<bool(std::string_view key, std::string_view value)>&
-                          visit) = 0;
+  virtual Status Scan(
+      std::string_view begin, std::string_view end, size_t limit,
+      const std::function<bool(std::string_view key, std::string_view value)>& visit) = 0;
 
   // Scan of every key starting with `prefix`.
   Status ScanPrefix(std::string_view prefix, size_t limit,
@@ -48,9 +48,9 @@ class Txn {
 };
 
 struct EngineStats {
-  uint64_t txns = 0;        // transactions committed
-  uint64_t conflicts = 0;   // bodies re-run after a conflict
-  uint64_t failures = 0;    // transactions that gave up (retry bound or error)
+  uint64_t txns = 0;       // transactions committed
+  uint64_t conflicts = 0;  // bodies re-run after a conflict
+  uint64_t failures = 0;   // transactions that gave up (retry bound or error)
 };
 
 class Engine {

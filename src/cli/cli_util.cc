@@ -1,0 +1,89 @@
+#include "cli/cli_util.h"
+
+#include <cctype>
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "meta/kv/engine.h"
+#include "meta/meta.h"
+
+namespace nexus::cli {
+
+Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url) {
+  auto engine = kv::Engine::Open(meta_url);
+  if (!engine) return Err(engine.error());
+  return meta::Meta::Create(std::move(*engine));
+}
+
+Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url) {
+  NX_ASSIGN_OR_RETURN(auto m, OpenMetaUnloaded(meta_url));
+  auto loaded = m->Load();
+  if (!loaded) {
+    if (loaded.error().IsNotFound()) {
+      return Err(ENOENT, "volume at " + m->engine()->Name() +
+                             " is not formatted (run 'nexusfs format' first)");
+    }
+    return Err(loaded.error());
+  }
+  return m;
+}
+
+std::string StorageUrl(const std::string& storage, const std::string& bucket) {
+  if (storage == "file")
+    return bucket.find("://") == std::string::npos ? "file://" + bucket : bucket;
+  if (storage == "mem") return "mem://";
+  if (storage == "s3") return bucket.rfind("s3://", 0) == 0 ? bucket : "s3://" + bucket;
+  return storage + "://" + bucket;
+}
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  std::string_view t = text;
+  if (t.empty() || !std::isdigit(static_cast<unsigned char>(t[0]))) {
+    return Err(EINVAL, "size '" + std::string(text) + "' is not a number");
+  }
+  uint64_t v = 0;
+  size_t i = 0;
+  for (; i < t.size() && std::isdigit(static_cast<unsigned char>(t[i])); ++i) {
+    if (v > (UINT64_MAX - 9) / 10)
+      return Err(EINVAL, "size '" + std::string(text) + "' is too big");
+    v = v * 10 + static_cast<uint64_t>(t[i] - '0');
+  }
+  std::string_view unit = t.substr(i);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.remove_suffix(1);
+  if (!unit.empty() && unit.back() == 'i') unit.remove_suffix(1);
+  int shift = 0;
+  if (unit.empty()) {
+    shift = 0;
+  } else if (unit.size() == 1) {
+    switch (std::toupper(static_cast<unsigned char>(unit[0]))) {
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        return Err(EINVAL, "size '" + std::string(text) + "' has an unknown unit");
+    }
+  } else {
+    return Err(EINVAL, "size '" + std::string(text) + "' has an unknown unit");
+  }
+  if (shift && v > (UINT64_MAX >> shift)) {
+    return Err(EINVAL, "size '" + std::string(text) + "' is too big");
+  }
+  return v << shift;
+}
+
+void Fail(std::string_view cmd, const Status& s) {
+  std::string msg = s.message().empty() ? s.ToString() : s.message();
+  std::fprintf(stderr, "nexusfs %.*s: %s\n", static_cast<int>(cmd.size()), cmd.data(), msg.c_str());
+  SetExitCode(1);
+}
+
+}  // namespace nexus::cli

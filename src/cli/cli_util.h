@@ -1,0 +1,31 @@
+// Helpers shared by the subcommands: opening a volume, parsing sizes, printing errors.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace nexus::meta {
+class Meta;
+}
+
+namespace nexus::cli {
+
+// Opens the engine at `meta_url` and wraps it in Meta without loading the volume.
+Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url);
+// Opens the engine and loads the volume; "volume at X is not formatted" when it is not.
+Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url);
+
+// The object-store URL of a volume: storage "file" + bucket DIR -> "file://DIR", "mem" ->
+// "mem://", "s3" -> the bucket URL as given.
+std::string StorageUrl(const std::string& storage, const std::string& bucket);
+
+// "4M", "64K", "1G", "4096" (bytes; K/M/G/T are powers of 1024; a trailing 'i'/'B' is accepted).
+Result<uint64_t> ParseSize(std::string_view text);
+
+// Prints "nexusfs <cmd>: <message>" to stderr and sets the exit code to 1.
+void Fail(std::string_view cmd, const Status& s);
+
+}  // namespace nexus::cli
