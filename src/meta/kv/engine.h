@@ -78,6 +78,9 @@ class Engine {
   virtual EngineStats Stats() const { return {}; }
   // Deletes every key (for tests and `destroy`).
   virtual Status Reset();
+  // Compacts the engine's storage (RocksDB: a full manual compaction), e.g. after a bulk load;
+  // a no-op for engines where it does not apply.
+  virtual Status Compact() { return Status::OK(); }
 };
 
 }  // namespace nexus::kv
