@@ -111,6 +111,30 @@ class MetaImpl final : public Meta {
   // ---- namespace helpers (meta_namespace.cc, meta_rename.cc) ----
 
   // ---- data helpers (meta_data.cc, meta_xattr.cc, meta_lock.cc) ----
+  // Deletes chunk `index` of `ino`, whose encoded records are `value`, and releases them.
+  Status DeleteChunkTxn(kv::Txn& txn, Ino ino, uint64_t index, std::string_view value);
+  // Adds `delta` to the usedSpace counter. Growth is checked against the volume's capacity
+  // inside `txn` (exact): ENOSPC when it would be exceeded.
+  Status AddUsedSpaceTxn(kv::Txn& txn, int64_t delta);
+  // A regular file the caller may write: EISDIR for directories, EINVAL for other types.
+  static Status CheckWritableFile(const Context& ctx, const Attr& attr, Ino ino,
+                                  std::string_view op);
+  static Status CheckCopyArgs(const Context& ctx, Ino in, const Attr& ain, Ino out,
+                              const Attr& aout);
+  // Shrinking step of Truncate; false when more transactions are needed.
+  Result<bool> DropTailTxn(kv::Txn& txn, Ino ino, uint64_t old_length, uint64_t new_length);
+  Status ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, uint64_t* cursor);
+  Status ReleaseDeletedFiles(size_t max);
+  // Xattr namespace rules (user., trusted., security., system.) for reading or writing `name`.
+  static Status CheckXattrAccess(const Context& ctx, const Attr& attr, Ino ino,
+                                 std::string_view name, bool write);
+  // Removes every flock and POSIX lock held by session `sid` (session cleanup; see
+  // meta_lock.cc) in bounded transactions, and wakes local waiters.
+  Status ReleaseSessionLocks(uint64_t sid);
+  // Removes session `sid`'s holders from the lock record `key` (F<ino> or P<ino>).
+  Status DropSessionHoldersOf(const std::string& key, uint64_t sid, bool flock);
+  // Wakes the local WaitLockChange callers (after a lock release committed).
+  void NotifyLockChange();
 
   std::unique_ptr<kv::Engine> engine_;
   MetaOptions options_;
