@@ -423,27 +423,33 @@ Result<bool> MetaImpl::DropTailTxn(kv::Txn& txn, Ino ino, uint64_t old_length,
   const auto index = static_cast<uint32_t>(new_length / kChunkSize);
   const uint64_t base = static_cast<uint64_t>(index) * kChunkSize;
   const auto pos = static_cast<uint32_t>(new_length - base);
-  const auto hole_end = static_cast<uint32_t>(std::min(kChunkSize, old_length - base));
   NX_ASSIGN_OR_RETURN(auto recs, LoadChunkTxn(txn, ino, index));
-  const bool data_past_end = std::any_of(recs.begin(), recs.end(), [&](const Slice& r) {
-    return r.id != 0 && static_cast<uint64_t>(r.pos) + r.len > pos;
-  });
-  if (!data_past_end || hole_end <= pos) return true;
+  uint64_t data_end = 0;  // the hole need not reach past the furthest data record
+  for (const Slice& r : recs) {
+    if (r.id != 0) data_end = std::max<uint64_t>(data_end, static_cast<uint64_t>(r.pos) + r.len);
+  }
+  const auto hole_end = static_cast<uint32_t>(
+      std::min({kChunkSize, old_length - base, std::max<uint64_t>(data_end, pos)}));
+  if (hole_end <= pos) return true;
   NX_TRY(AppendRecordTxn(txn, ino, index, Slice{pos, 0, 0, 0, hole_end - pos}));
   return true;
 }
 
 // Zeroes [off, end) of the existing chunks from chunk `*cursor` on, at most kChunksPerTxn of
 // them: chunks wholly inside the range are deleted (their slices released), others get a hole
-// record. Sets *cursor past the last chunk handled, or to UINT64_MAX when the range is done.
-Status MetaImpl::ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, uint64_t* cursor) {
+// record. With `to_eof` (the range reaches the file's end, past which nothing is stored) each
+// chunk is zeroed to its end. Sets *cursor past the last chunk handled, or to UINT64_MAX when
+// the range is done.
+Status MetaImpl::ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, bool to_eof,
+                              uint64_t* cursor) {
   const uint64_t last = (end - 1) / kChunkSize;
   NX_ASSIGN_OR_RETURN(auto chunks, ScanChunks(txn, ino, *cursor, last, kChunksPerTxn + 1));
   const bool more = chunks.size() > kChunksPerTxn;
   if (more) chunks.pop_back();
   for (const ChunkKV& c : chunks) {
     const uint64_t base = c.index * kChunkSize;
-    const uint64_t a = std::max(off, base) - base, b = std::min(end, base + kChunkSize) - base;
+    const uint64_t a = std::max(off, base) - base;
+    const uint64_t b = to_eof ? kChunkSize : std::min(end, base + kChunkSize) - base;
     if (a == 0 && b == kChunkSize) {
       NX_TRY(DeleteChunkTxn(txn, ino, c.index, c.value));
       continue;
@@ -475,7 +481,7 @@ Status MetaImpl::Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off, 
       // Past the length every byte already reads as zeros (no record reaches past it).
       const uint64_t zero_end = std::min(end, attr.length);
       if (zero && off < zero_end) {
-        NX_TRY(ZeroRangeTxn(txn, ino, off, zero_end, &next));
+        NX_TRY(ZeroRangeTxn(txn, ino, off, zero_end, end >= attr.length, &next));
         if (next != UINT64_MAX) return Status::OK();
       }
       next = UINT64_MAX;

@@ -1,0 +1,175 @@
+// Locks of Meta over every engine: flock conflicts, POSIX byte-range semantics (split, merge,
+// unlock of sub-ranges, GetLk) and mutual exclusion between threads waiting on each other.
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "common/clock.h"
+#include "meta_data_fixture.h"
+
+namespace nexus::meta {
+namespace {
+
+constexpr uint64_t kEof = UINT64_MAX;
+constexpr uint64_t kA = 1, kB = 2, kC = 3;  // lock owners
+
+class MetaLockTest : public MetaVolumeTest {
+ protected:
+  Status Lock(Ino ino, uint64_t owner, LockType t, uint64_t start, uint64_t end, uint32_t pid = 0) {
+    return meta_->SetLk(ino, owner, PosixLock{t, start, end, pid ? pid : 100 + uint32_t(owner)});
+  }
+  // What `owner` is told by F_GETLK for a write probe over [start, end].
+  PosixLock Probe(Ino ino, uint64_t owner, uint64_t start, uint64_t end,
+                  LockType t = LockType::kWrite) {
+    auto r = meta_->GetLk(ino, owner, PosixLock{t, start, end, 0});
+    EXPECT_TRUE(r.has_value()) << r.error().ToString();
+    return r.value_or(PosixLock{});
+  }
+};
+
+bool Same(const PosixLock& a, const PosixLock& b) {
+  return a.type == b.type && a.start == b.start && a.end == b.end && a.pid == b.pid;
+}
+#define EXPECT_LOCK(got, t, s, e, p)                                                            \
+  EXPECT_TRUE(Same((got), PosixLock{(t), (s), (e), (p)}))                                       \
+      << "got type " << int((got).type) << " [" << (got).start << ", " << (got).end << "] pid " \
+      << (got).pid
+
+TEST_P(MetaLockTest, FlockSharedExclusiveAndConversion) {
+  Ino ino = NewFile("f");
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kRead));
+  ASSERT_OK(meta_->Flock(ino, kB, LockType::kRead));
+  EXPECT_ERRNO(meta_->Flock(ino, kC, LockType::kWrite), EAGAIN);
+  EXPECT_ERRNO(meta_->Flock(ino, kA, LockType::kWrite), EAGAIN);  // B still reads
+  ASSERT_OK(meta_->Flock(ino, kB, LockType::kUnlock));
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kWrite));  // upgrade, now alone
+  EXPECT_ERRNO(meta_->Flock(ino, kB, LockType::kRead), EAGAIN);
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kWrite));  // again: no change
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kRead));   // downgrade lets readers in
+  ASSERT_OK(meta_->Flock(ino, kB, LockType::kRead));
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kUnlock));
+  ASSERT_OK(meta_->Flock(ino, kB, LockType::kUnlock));
+  ASSERT_OK(meta_->Flock(ino, kB, LockType::kUnlock));  // unlocking nothing is fine
+  ASSERT_OK(meta_->Flock(ino, kC, LockType::kWrite));
+  // Another inode is independent; an empty record is deleted.
+  Ino other = NewFile("g");
+  ASSERT_OK(meta_->Flock(other, kA, LockType::kWrite));
+  ASSERT_OK(meta_->Flock(ino, kC, LockType::kUnlock));
+  EXPECT_FALSE(RawGet(keys::Flock(ino)).has_value());
+  EXPECT_TRUE(RawGet(keys::Flock(other)).has_value());
+}
+
+TEST_P(MetaLockTest, ReadLocksShareWriteLocksExclude) {
+  Ino ino = NewFile("f");
+  ASSERT_OK(Lock(ino, kA, LockType::kRead, 0, 99));
+  ASSERT_OK(Lock(ino, kB, LockType::kRead, 50, 149));
+  EXPECT_ERRNO(Lock(ino, kC, LockType::kWrite, 149, 149), EAGAIN);
+  ASSERT_OK(Lock(ino, kC, LockType::kWrite, 150, kEof));
+  EXPECT_ERRNO(Lock(ino, kA, LockType::kRead, 1000, 1000), EAGAIN);
+  EXPECT_ERRNO(Lock(ino, kA, LockType::kWrite, 60, 60), EAGAIN);  // B reads there
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 0, 49));              // own range: upgrade
+  EXPECT_LOCK(Probe(ino, kB, 0, 0, LockType::kRead), LockType::kWrite, 0, 49, 101);
+  // GetLk: the lowest conflicting lock, with its pid; own locks never conflict.
+  EXPECT_LOCK(Probe(ino, kC, 0, kEof), LockType::kWrite, 0, 49, 101);
+  EXPECT_LOCK(Probe(ino, kC, 120, kEof), LockType::kRead, 50, 149, 102);
+  EXPECT_EQ(Probe(ino, kC, 200, 300).type, LockType::kUnlock);
+  EXPECT_EQ(Probe(ino, kA, 0, 49).type, LockType::kUnlock);
+  EXPECT_LOCK(Probe(ino, kA, 100, 100000), LockType::kRead, 50, 149, 102);
+  EXPECT_EQ(Probe(ino, kA, 60, 70, LockType::kRead).type, LockType::kUnlock);
+  EXPECT_ERRNO(meta_->GetLk(ino, kA, PosixLock{LockType::kUnlock, 0, 1, 0}), EINVAL);
+  EXPECT_ERRNO(Lock(ino, kA, LockType::kWrite, 10, 5), EINVAL);
+}
+
+TEST_P(MetaLockTest, RangesMergeAndSplit) {
+  Ino ino = NewFile("f");
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 0, 99));
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 100, 199));  // adjacent: merged
+  EXPECT_LOCK(Probe(ino, kB, 150, 150), LockType::kWrite, 0, 199, 101);
+  ASSERT_OK(Lock(ino, kA, LockType::kUnlock, 50, 59));  // split in two
+  EXPECT_LOCK(Probe(ino, kB, 0, 0), LockType::kWrite, 0, 49, 101);
+  EXPECT_LOCK(Probe(ino, kB, 60, 60), LockType::kWrite, 60, 199, 101);
+  EXPECT_EQ(Probe(ino, kB, 50, 59).type, LockType::kUnlock);
+  ASSERT_OK(Lock(ino, kB, LockType::kWrite, 50, 59));  // B fits in the gap
+  ASSERT_OK(Lock(ino, kB, LockType::kUnlock, 0, kEof));
+  // A read in the middle of a write range splits it into write/read/write.
+  ASSERT_OK(Lock(ino, kA, LockType::kRead, 100, 109));
+  EXPECT_LOCK(Probe(ino, kB, 100, 109), LockType::kRead, 100, 109, 101);
+  EXPECT_LOCK(Probe(ino, kB, 110, 110), LockType::kWrite, 110, 199, 101);
+  EXPECT_EQ(Probe(ino, kB, 100, 109, LockType::kRead).type, LockType::kUnlock);
+  ASSERT_OK(Lock(ino, kB, LockType::kRead, 100, 109));
+  // Overlapping own locks of one type merge into one range; the gap fills in.
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 40, 65));
+  EXPECT_LOCK(Probe(ino, kC, 0, 0), LockType::kWrite, 0, 99, 101);
+  // A lock to EOF swallows everything after it; unlock to EOF drops it.
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 300, kEof));
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 200, 299));
+  EXPECT_LOCK(Probe(ino, kC, kEof, kEof), LockType::kWrite, 110, kEof, 101);
+  ASSERT_OK(Lock(ino, kA, LockType::kUnlock, 150, kEof));
+  EXPECT_EQ(Probe(ino, kC, 150, kEof).type, LockType::kUnlock);
+  EXPECT_LOCK(Probe(ino, kC, 149, kEof), LockType::kWrite, 110, 149, 101);
+  // Unlock everything: the record disappears.
+  ASSERT_OK(Lock(ino, kA, LockType::kUnlock, 0, kEof));
+  ASSERT_OK(Lock(ino, kB, LockType::kUnlock, 0, kEof));
+  EXPECT_FALSE(RawGet(keys::Plock(ino)).has_value());
+  ASSERT_OK(Lock(ino, kC, LockType::kUnlock, 0, kEof));  // nothing held: fine
+}
+
+TEST_P(MetaLockTest, WaitLockChangeWakesOnLocalRelease) {
+  Ino ino = NewFile("f");
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 0, kEof));
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_OK(Lock(ino, kA, LockType::kUnlock, 0, kEof));
+  });
+  const int64_t start = MonoNanos();
+  meta_->WaitLockChange(ino, 10'000'000'000LL);
+  const int64_t waited = MonoNanos() - start;
+  releaser.join();
+  EXPECT_LT(waited, 5'000'000'000LL);
+  ASSERT_OK(Lock(ino, kB, LockType::kWrite, 0, kEof));
+  // Without a release the wait ends at its timeout.
+  const int64_t t0 = MonoNanos();
+  meta_->WaitLockChange(ino, 20'000'000LL);
+  EXPECT_GE(MonoNanos() - t0, 19'000'000LL);
+}
+
+// Two owners contend for the same write lock, each waiting with WaitLockChange after EAGAIN;
+// at most one is ever inside the critical section.
+TEST_P(MetaLockTest, ContendingOwnersAreMutuallyExclusive) {
+  Ino ino = NewFile("f");
+  std::atomic<int> inside{0}, violations{0}, entries{0};
+  auto worker = [&](uint64_t owner, bool posix) {
+    for (int i = 0; i < 20; ++i) {
+      while (true) {
+        Status s = posix ? Lock(ino, owner, LockType::kWrite, 0, kEof)
+                         : meta_->Flock(ino, owner, LockType::kWrite);
+        if (s.ok()) break;
+        if (s.code() != EAGAIN) {
+          ADD_FAILURE() << s.ToString();
+          return;
+        }
+        meta_->WaitLockChange(ino, 5'000'000);
+      }
+      if (inside.fetch_add(1) != 0) violations.fetch_add(1);
+      entries.fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      inside.fetch_sub(1);
+      Status s = posix ? Lock(ino, owner, LockType::kUnlock, 0, kEof)
+                       : meta_->Flock(ino, owner, LockType::kUnlock);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    }
+  };
+  for (bool posix : {true, false}) {
+    entries = 0;
+    std::thread a(worker, kA, posix), b(worker, kB, posix);
+    a.join();
+    b.join();
+    EXPECT_EQ(violations.load(), 0) << (posix ? "posix" : "flock");
+    EXPECT_EQ(entries.load(), 40);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, MetaLockTest, testing::ValuesIn(EngineUrls()), EngineTestName);
+
+}  // namespace
+}  // namespace nexus::meta
