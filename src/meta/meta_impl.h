@@ -123,7 +123,8 @@ class MetaImpl final : public Meta {
                               const Attr& aout);
   // Shrinking step of Truncate; false when more transactions are needed.
   Result<bool> DropTailTxn(kv::Txn& txn, Ino ino, uint64_t old_length, uint64_t new_length);
-  Status ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, uint64_t* cursor);
+  Status ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, bool to_eof,
+                      uint64_t* cursor);
   Status ReleaseDeletedFiles(size_t max);
   // Xattr namespace rules (user., trusted., security., system.) for reading or writing `name`.
   static Status CheckXattrAccess(const Context& ctx, const Attr& attr, Ino ino,
