@@ -12,9 +12,14 @@
 //   A<ino>X<name>             extended attribute value
 //   D<ino><length>            removed file whose data awaits release
 //   L<slice><size>            slice with no references left, whose objects await deletion
-//   K<slice><size>            reference count of a slice referenced more than once: refs(4)
-//   F<ino>                    flock records
-//   P<ino>                    POSIX lock records
+//   K<slice><size>            reference count of a slice referenced more than once: refs(4,
+//                             BE). A slice's references = the chunk records naming it (each
+//                             record counts, even several in one chunk); no K = 1 reference;
+//                             K is deleted when the count drops back to 1 and the last drop
+//                             writes L (meta_data.cc)
+//   F<ino>                    flock holders: version(1) then sid(8) owner(8) type(1) each
+//   P<ino>                    POSIX lock holders: version(1) then sid(8) owner(8) pid(4)
+//                             count(4) + count x [type(1) start(8) end(8)] (meta_lock.cc)
 //   O<ino><sid>               inode open in session sid
 //   SE<sid>                   session info (JSON);  SH<sid> heartbeat (ns, 8 bytes)
 //   SS<sid><ino>              inode open in session sid (index for session cleanup)
