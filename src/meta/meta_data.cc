@@ -546,7 +546,10 @@ Result<uint64_t> MetaImpl::CopyRange(const Context& ctx, Ino in, uint64_t off_in
 
 Result<size_t> MetaImpl::CleanupDeleted(const std::function<Status(const SliceRef&)>& remove,
                                         size_t max) {
-  NX_TRY(ReleaseDeletedFiles(max));
+  if (max == 0) return 0;
+  // A file whose chunks cannot be released (a damaged record) must not stop the slices of
+  // the others: its error is returned after them.
+  Status files_status = ReleaseDeletedFiles(max);
   std::vector<SliceRef> pending;
   NX_TRY(engine_->View([&](kv::Txn& txn) -> Status {
     pending.clear();
@@ -573,6 +576,7 @@ Result<size_t> MetaImpl::CleanupDeleted(const std::function<Status(const SliceRe
                                  std::to_string(failed) +
                                  " failed (kept for a retry); first: " + first.message());
   }
+  if (!files_status.ok()) return Err(files_status);
   return removed;
 }
 
@@ -587,21 +591,31 @@ Status MetaImpl::ReleaseDeletedFiles(size_t max) {
       return true;
     });
   }));
+  Status first;
   for (const auto& [ino, dkey] : files) {
-    bool done = false;
-    while (!done) {
-      NX_TRY(engine_->Update([&, ino = ino, &dkey = dkey](kv::Txn& txn) -> Status {
-        NX_ASSIGN_OR_RETURN(auto d, txn.Get(dkey));
-        if (!d) {  // another client finished it
-          done = true;
-          return Status::OK();
-        }
-        NX_ASSIGN_OR_RETURN(auto chunks, ScanChunks(txn, ino, 0, UINT32_MAX, kChunksPerTxn));
-        for (const ChunkKV& c : chunks) NX_TRY(DeleteChunkTxn(txn, ino, c.index, c.value));
-        done = chunks.size() < kChunksPerTxn;
-        return done ? txn.Delete(dkey) : Status::OK();
-      }));
+    Status s = ReleaseDeletedFile(ino, dkey);
+    if (!s.ok()) {
+      NX_LOG_WARN("release the data of removed inode {}: {}", ino, s.ToString());
+      if (first.ok()) first = s.With("release the data of removed inode " + std::to_string(ino));
     }
+  }
+  return first;
+}
+
+Status MetaImpl::ReleaseDeletedFile(Ino ino, const std::string& dkey) {
+  bool done = false;
+  while (!done) {
+    NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
+      NX_ASSIGN_OR_RETURN(auto d, txn.Get(dkey));
+      if (!d) {  // another client finished it
+        done = true;
+        return Status::OK();
+      }
+      NX_ASSIGN_OR_RETURN(auto chunks, ScanChunks(txn, ino, 0, UINT32_MAX, kChunksPerTxn));
+      for (const ChunkKV& c : chunks) NX_TRY(DeleteChunkTxn(txn, ino, c.index, c.value));
+      done = chunks.size() < kChunksPerTxn;
+      return done ? txn.Delete(dkey) : Status::OK();
+    }));
   }
   return Status::OK();
 }

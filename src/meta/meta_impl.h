@@ -126,6 +126,8 @@ class MetaImpl final : public Meta {
   Status ZeroRangeTxn(kv::Txn& txn, Ino ino, uint64_t off, uint64_t end, bool to_eof,
                       uint64_t* cursor);
   Status ReleaseDeletedFiles(size_t max);
+  // Releases the chunks of one removed file (D record `dkey`), then deletes the D record.
+  Status ReleaseDeletedFile(Ino ino, const std::string& dkey);
   // Xattr namespace rules (user., trusted., security., system.) for reading or writing `name`.
   static Status CheckXattrAccess(const Context& ctx, const Attr& attr, Ino ino,
                                  std::string_view name, bool write);
