@@ -1,0 +1,316 @@
+// Vfs: open files — open/create, read/write, flush/release/fsync, fallocate, copy_file_range,
+// SEEK_DATA/SEEK_HOLE and locks.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "chunk/chunk_store.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "meta/meta.h"
+#include "meta/slice_view.h"
+#include "vfs/vfs.h"
+#include "vfs/vfs_handles.h"
+
+namespace nexus::vfs {
+namespace {
+
+constexpr int64_t kLockWaitSliceNs = 200'000'000;  // re-check interruption this often
+constexpr int64_t kRelatimeWindowNs = 24LL * 3600 * 1'000'000'000;
+
+}  // namespace
+
+std::shared_ptr<Vfs::FileHandle> Vfs::FindFile(uint64_t fh) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  auto it = files_.find(fh);
+  return it == files_.end() ? nullptr : it->second;
+}
+
+uint64_t Vfs::AddFile(std::shared_ptr<FileHandle> h) {
+  std::lock_guard<std::mutex> lock(handles_mu_);
+  uint64_t fh = next_fh_++;
+  files_.emplace(fh, std::move(h));
+  open_files_.fetch_add(1, std::memory_order_relaxed);
+  return fh;
+}
+
+void Vfs::RememberSeen(Ino ino, const Attr& attr) {
+  std::lock_guard<std::mutex> lock(seen_mu_);
+  if (seen_.size() >= kMaxSeen) seen_.clear();
+  seen_[ino] = Seen{attr.mtime, attr.length};
+}
+
+OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr) {
+  OpenResult r;
+  r.attr = attr;
+  {
+    std::lock_guard<std::mutex> lock(seen_mu_);
+    auto it = seen_.find(ino);
+    r.keep_cache =
+        it != seen_.end() && it->second.mtime == attr.mtime && it->second.length == attr.length;
+  }
+  RememberSeen(ino, attr);
+  auto h = std::make_shared<FileHandle>();
+  h->ino = ino;
+  h->flags = flags;
+  r.fh = AddFile(std::move(h));
+  return r;
+}
+
+Status Vfs::FlushData(Ino ino) {
+  Status s = chunks_->Flush(ino);
+  if (!s.ok()) NX_LOG_WARN("flush of inode {} failed: {}", ino, s.ToString());
+  return s;
+}
+
+Result<uint64_t> Vfs::CurrentLength(Ino ino) {
+  NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
+  return std::max(attr.length, chunks_->PendingLength(ino));
+}
+
+Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
+  Count(Op::kOpen);
+  if (IsInternalIno(ino)) return OpenInternal(ino, flags);
+  if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) NX_TRY(CheckWritable());
+  NX_ASSIGN_OR_RETURN(Attr attr, meta_->Open(ctx, ino, flags));
+  chunks_->Invalidate(ino);  // close-to-open: another client may have changed the slices
+  if ((flags & O_TRUNC) && attr.type == meta::FileType::kFile && attr.length > 0) {
+    Status s = FlushData(ino);
+    auto truncated = s.ok() ? meta_->Truncate(ctx, ino, 0) : Result<Attr>(Err(s));
+    chunks_->Invalidate(ino);
+    if (!truncated) {
+      (void)meta_->Close(ino);
+      return Err(truncated.error());
+    }
+    attr = *truncated;
+  }
+  attr.length = std::max(attr.length, chunks_->PendingLength(ino));
+  return FinishOpen(ino, flags, attr);
+}
+
+Result<CreateResult> Vfs::Create(const Context& ctx, Ino parent, std::string_view name, mode_t mode,
+                                 int flags) {
+  Count(Op::kCreate);
+  NX_TRY(CheckWritable());
+  if (InternalIno(parent, name)) return Err(EEXIST, std::string(name) + " is an internal file");
+  NX_ASSIGN_OR_RETURN(Entry e, meta_->Create(ctx, parent, name, mode & 07777, flags));
+  chunks_->Invalidate(e.ino);
+  CreateResult r;
+  r.entry = e;
+  r.open = FinishOpen(e.ino, flags, e.attr);
+  return r;
+}
+
+void Vfs::UpdateAtime(Ino ino, const Attr& attr) {
+  if (options_.read_only || options_.atime_mode == AtimeMode::kNoAtime) return;
+  int64_t now = NowNanos();
+  if (options_.atime_mode == AtimeMode::kRelAtime && attr.atime >= attr.mtime &&
+      attr.atime >= attr.ctime && now - attr.atime < kRelatimeWindowNs) {
+    return;
+  }
+  Context root;
+  root.check_permission = false;
+  meta::SetAttrRequest req;
+  req.mask = meta::kSetAtimeNow;
+  auto r = meta_->SetAttr(root, ino, req);
+  if (!r) NX_LOG_DEBUG("atime update of inode {}: {}", ino, r.error().ToString());
+}
+
+Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, char* buf,
+                         size_t len) {
+  Count(Op::kRead);
+  auto h = FindFile(fh);
+  if (!h) return Err(EBADF, "read: no open file " + std::to_string(fh));
+  if (h->internal) {
+    if (off >= h->content.size()) return size_t{0};
+    size_t n = std::min(len, h->content.size() - off);
+    std::copy_n(h->content.data() + off, n, buf);
+    return n;
+  }
+  if ((h->flags & O_ACCMODE) == O_WRONLY && !options_.writeback_cache) {
+    return Err(EBADF, "read: inode " + std::to_string(ino) + " is open write-only");
+  }
+  NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
+  NX_ASSIGN_OR_RETURN(size_t n, chunks_->Read(ino, off, buf, len, attr.length));
+  bytes_read_.fetch_add(n, std::memory_order_relaxed);
+  UpdateAtime(ino, attr);
+  return n;
+}
+
+Result<size_t> Vfs::Write(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, const char* data,
+                          size_t len) {
+  Count(Op::kWrite);
+  auto h = FindFile(fh);
+  if (!h) return Err(EBADF, "write: no open file " + std::to_string(fh));
+  if (h->internal) return Err(EBADF, "internal files are read-only");
+  if (!h->Writable() && !options_.writeback_cache) {
+    return Err(EBADF, "write: inode " + std::to_string(ino) + " is open read-only");
+  }
+  NX_TRY(CheckWritable());
+  if (off + len < off || off + len > (1ULL << 50)) {
+    return Err(EFBIG, "write past the largest file size at inode " + std::to_string(ino));
+  }
+  h->wrote.store(true, std::memory_order_relaxed);
+  if ((h->flags & O_APPEND) && !options_.writeback_cache) {
+    // The offset the kernel computed comes from its cached size; append at the real end.
+    std::lock_guard<std::mutex> lock(append_mu_);
+    NX_ASSIGN_OR_RETURN(uint64_t end, CurrentLength(ino));
+    NX_TRY(chunks_->Write(ino, end, data, len));
+  } else {
+    NX_TRY(chunks_->Write(ino, off, data, len));
+  }
+  bytes_written_.fetch_add(len, std::memory_order_relaxed);
+  return len;
+}
+
+Status Vfs::Flush(const Context& ctx, Ino ino, uint64_t fh, uint64_t lock_owner) {
+  Count(Op::kFlush);
+  auto h = FindFile(fh);
+  if (!h) return Status::Errno(EBADF, "flush: no open file " + std::to_string(fh));
+  if (h->internal) return Status::OK();
+  Status s = h->wrote.load() ? FlushData(ino) : Status::OK();
+  bool had_locks = false;
+  {
+    std::lock_guard<std::mutex> lock(lock_owners_mu_);
+    auto it = lock_owners_.find(ino);
+    if (it != lock_owners_.end() && it->second.erase(lock_owner)) {
+      had_locks = true;
+      if (it->second.empty()) lock_owners_.erase(it);
+    }
+  }
+  if (had_locks) {
+    meta::PosixLock all{meta::LockType::kUnlock, 0, UINT64_MAX, ctx.pid};
+    Status u = meta_->SetLk(ino, lock_owner, all);
+    if (!u.ok()) NX_LOG_WARN("unlock of inode {} at close: {}", ino, u.ToString());
+  }
+  return s;
+}
+
+Status Vfs::Release(Ino ino, uint64_t fh, std::optional<uint64_t> flock_owner) {
+  Count(Op::kRelease);
+  std::shared_ptr<FileHandle> h;
+  {
+    std::lock_guard<std::mutex> lock(handles_mu_);
+    auto it = files_.find(fh);
+    if (it == files_.end())
+      return Status::Errno(EBADF, "release: no open file " + std::to_string(fh));
+    h = std::move(it->second);
+    files_.erase(it);
+    open_files_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (h->internal) return Status::OK();
+  Status s = h->wrote.load() ? FlushData(ino) : Status::OK();
+  if (flock_owner) {
+    Status u = meta_->Flock(ino, *flock_owner, meta::LockType::kUnlock);
+    if (!u.ok()) NX_LOG_WARN("flock unlock of inode {} at release: {}", ino, u.ToString());
+  }
+  if (h->wrote.load() && s.ok()) {
+    if (auto attr = meta_->GetAttr(ino)) RememberSeen(ino, *attr);
+  }
+  Status c = meta_->Close(ino);
+  if (!c.ok()) NX_LOG_WARN("close of inode {}: {}", ino, c.ToString());
+  return s.ok() ? c : s;
+}
+
+Status Vfs::Fsync(Ino ino, uint64_t fh, bool datasync) {
+  Count(Op::kFsync);
+  if (IsInternalIno(ino)) return Status::OK();
+  NX_TRY(FlushData(ino));
+  return meta_->Sync();
+}
+
+Status Vfs::Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off, uint64_t len) {
+  Count(Op::kFallocate);
+  if (IsInternalIno(ino)) return Status::Errno(EPERM, "internal files cannot be changed");
+  NX_TRY(CheckWritable());
+  NX_TRY(FlushData(ino));
+  Status s = meta_->Fallocate(ctx, ino, mode, off, len);
+  chunks_->Invalidate(ino);
+  return s;
+}
+
+Result<uint64_t> Vfs::CopyFileRange(const Context& ctx, Ino in, uint64_t off_in, Ino out,
+                                    uint64_t off_out, uint64_t len) {
+  Count(Op::kCopyRange);
+  if (IsInternalIno(in) || IsInternalIno(out)) {
+    return Err(EXDEV, "internal files cannot be copied by reference");
+  }
+  NX_TRY(CheckWritable());
+  NX_TRY(FlushData(in));
+  if (out != in) NX_TRY(FlushData(out));
+  auto r = meta_->CopyRange(ctx, in, off_in, out, off_out, len);
+  chunks_->Invalidate(out);
+  return r;
+}
+
+Result<uint64_t> Vfs::Lseek(Ino ino, uint64_t fh, uint64_t off, int whence) {
+  Count(Op::kLseek);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+    return Err(EINVAL, "lseek: only SEEK_DATA and SEEK_HOLE are served by the file system");
+  }
+  if (IsInternalIno(ino)) return Err(ENXIO, "internal files do not support SEEK_DATA/HOLE");
+  NX_TRY(FlushData(ino));
+  NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
+  uint64_t length = attr.length;
+  if (off >= length) return Err(ENXIO, "lseek: offset at or past the end of the file");
+  for (uint64_t index = off / meta::kChunkSize; index * meta::kChunkSize < length; ++index) {
+    uint64_t base = index * meta::kChunkSize;
+    uint64_t pos = off > base ? off - base : 0;
+    NX_ASSIGN_OR_RETURN(auto records, meta_->ReadChunk(ino, static_cast<uint32_t>(index)));
+    for (const meta::Slice& p : meta::BuildSliceView(records)) {
+      uint64_t end = uint64_t{p.pos} + p.len;
+      if (end <= pos) continue;
+      if (whence == SEEK_DATA && p.id != 0)
+        return std::min(base + std::max<uint64_t>(p.pos, pos), length);
+      if (whence == SEEK_HOLE) {
+        if (p.pos > pos || p.id == 0)
+          return std::min(base + std::max<uint64_t>(p.pos, pos), length);
+        pos = end;
+      }
+    }
+    if (whence == SEEK_HOLE && pos < meta::kChunkSize) return std::min(base + pos, length);
+  }
+  if (whence == SEEK_DATA) return Err(ENXIO, "lseek: no data past the offset");
+  return length;
+}
+
+Result<meta::PosixLock> Vfs::GetLk(Ino ino, uint64_t owner, const meta::PosixLock& probe) {
+  Count(Op::kLock);
+  if (IsInternalIno(ino)) return meta::PosixLock{};
+  return meta_->GetLk(ino, owner, probe);
+}
+
+Status Vfs::WaitLock(Ino ino, const std::function<Status()>& attempt, bool wait,
+                     const Interrupted& interrupted) {
+  for (;;) {
+    Status s = attempt();
+    if (s.code() != EAGAIN || !wait) return s;
+    if (interrupted && interrupted()) {
+      return Status::Errno(EINTR, "lock wait on inode " + std::to_string(ino) + " interrupted");
+    }
+    meta_->WaitLockChange(ino, kLockWaitSliceNs);
+  }
+}
+
+Status Vfs::SetLk(Ino ino, uint64_t owner, const meta::PosixLock& lock, bool wait,
+                  const Interrupted& interrupted) {
+  Count(Op::kLock);
+  if (IsInternalIno(ino)) return Status::Errno(EPERM, "internal files cannot be locked");
+  if (lock.type != meta::LockType::kUnlock) {
+    std::lock_guard<std::mutex> guard(lock_owners_mu_);
+    lock_owners_[ino].insert(owner);
+  }
+  return WaitLock(
+      ino, [&] { return meta_->SetLk(ino, owner, lock); }, wait, interrupted);
+}
+
+Status Vfs::Flock(Ino ino, uint64_t owner, meta::LockType type, bool wait,
+                  const Interrupted& interrupted) {
+  Count(Op::kLock);
+  if (IsInternalIno(ino)) return Status::Errno(EPERM, "internal files cannot be locked");
+  return WaitLock(
+      ino, [&] { return meta_->Flock(ino, owner, type); }, wait, interrupted);
+}
+
+}  // namespace nexus::vfs
