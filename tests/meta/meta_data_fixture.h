@@ -34,6 +34,22 @@ namespace nexus::meta {
     EXPECT_EQ(_s.code(), (want)) << #expr << " gave " << (_s.ok() ? "OK" : _s.ToString()); \
   } while (0)
 
+// A second client of the same engine: forwards to an engine the test owns elsewhere, so that two
+// Meta instances (two sessions) share one mem:// store as two mounts share a real one.
+class BorrowedEngine : public kv::Engine {
+ public:
+  explicit BorrowedEngine(kv::Engine* inner) : inner_(inner) {}
+  Status Update(const std::function<Status(kv::Txn&)>& body) override {
+    return inner_->Update(body);
+  }
+  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
+  Status Sync() override { return inner_->Sync(); }
+  std::string Name() const override { return inner_->Name(); }
+
+ private:
+  kv::Engine* inner_;
+};
+
 inline const std::vector<std::string>& EngineUrls() {
   static const std::vector<std::string> urls = {"mem://", "rocksdb://<tmp>/rocks",
                                                 "sqlite3://<tmp>/m.db"};
@@ -80,6 +96,16 @@ class MetaVolumeTest : public testing::TestWithParam<std::string> {
     Status s = meta->Format(f, false);
     EXPECT_TRUE(s.ok()) << "format " << url << ": " << s.ToString();
     if (!s.ok()) return nullptr;
+    return meta;
+  }
+
+  // Another client (its own Meta and session) of meta_'s volume.
+  std::unique_ptr<Meta> OpenClient() {
+    auto meta = Meta::Create(std::make_unique<BorrowedEngine>(meta_->engine()));
+    auto f = meta->Load();
+    EXPECT_TRUE(f.has_value()) << f.error().ToString();
+    auto sid = meta->NewSession(SessionInfo{});
+    EXPECT_TRUE(sid.has_value()) << sid.error().ToString();
     return meta;
   }
 

@@ -169,6 +169,31 @@ TEST_P(MetaLockTest, ContendingOwnersAreMutuallyExclusive) {
   }
 }
 
+// Holders are (session, owner): the same owner number in two sessions is two holders, and
+// closing a session releases every lock it held.
+TEST_P(MetaLockTest, SessionsAreDistinctHoldersAndCleanupReleasesThem) {
+  ASSERT_TRUE(meta_->NewSession(SessionInfo{}).has_value());
+  auto other = OpenClient();
+  Ino ino = NewFile("f"), ino2 = NewFile("g");
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kWrite));
+  EXPECT_ERRNO(other->Flock(ino, kA, LockType::kRead), EAGAIN);
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 0, 99, 7));
+  EXPECT_ERRNO(other->SetLk(ino, kA, PosixLock{LockType::kRead, 50, 50, 8}), EAGAIN);
+  auto got = other->GetLk(ino, kA, PosixLock{LockType::kRead, 0, kEof, 8});
+  ASSERT_TRUE(got.has_value());
+  EXPECT_LOCK(*got, LockType::kWrite, 0, 99, 7);
+  ASSERT_OK(other->SetLk(ino, kA, PosixLock{LockType::kWrite, 100, 199, 8}));
+  ASSERT_OK(other->Flock(ino2, kB, LockType::kWrite));
+  ASSERT_OK(other->SetLk(ino2, kB, PosixLock{LockType::kRead, 0, kEof, 8}));
+  ASSERT_OK(other->CloseSession());
+  // The other session's locks are gone, ours stay.
+  EXPECT_EQ(Probe(ino, kB, 100, 199).type, LockType::kUnlock);
+  EXPECT_LOCK(Probe(ino, kB, 0, kEof), LockType::kWrite, 0, 99, 7);
+  EXPECT_FALSE(RawGet(keys::Flock(ino2)).has_value());
+  EXPECT_FALSE(RawGet(keys::Plock(ino2)).has_value());
+  EXPECT_ERRNO(meta_->Flock(ino, kB, LockType::kRead), EAGAIN);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, MetaLockTest, testing::ValuesIn(EngineUrls()), EngineTestName);
 
 }  // namespace
