@@ -109,6 +109,69 @@ class MetaImpl final : public Meta {
   }
 
   // ---- namespace helpers (meta_namespace.cc, meta_rename.cc) ----
+  // What Mknod, Mkdir, Create and Symlink make: `mode` before umask, `target` for symlinks.
+  struct NewNode {
+    FileType type = FileType::kFile;
+    uint32_t mode = 0;
+    uint32_t rdev = 0;
+    std::string_view target;
+  };
+  struct RenameOp;  // meta_rename.cc
+  // Adds `name` -> inode `ino` (fresh, allocated by AllocIno) to `parent` inside `txn` and
+  // fills `out`. EEXIST when the name is taken; then `*existing` is the inode found.
+  Status CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std::string_view name,
+                       Ino ino, const NewNode& node, Entry* out, Ino* existing);
+  // Allocates an inode and creates the node in one transaction; with `open_flags` >= 0 it
+  // also registers an open handle of the new file in that transaction (Create).
+  Result<Entry> CreateNode(const Context& ctx, Ino parent, std::string_view name,
+                           const NewNode& node, int open_flags, Ino* existing);
+  // A directory ctx may add entries to or remove entries from: ENOTDIR, EACCES.
+  static Status CheckDirWrite(const Context& ctx, const Attr& dir, Ino ino, std::string_view op);
+  // Restricted deletion in a sticky directory: EPERM unless ctx owns `child` or `dir` or is
+  // root.
+  static Status CheckSticky(const Context& ctx, const Attr& dir, const Attr& child,
+                            std::string_view what);
+  // Counts one more inode (totalInodes); exact against format().inodes: ENOSPC.
+  Status AddInodeTxn(kv::Txn& txn);
+  // Removes one link of `ino` whose entry in `parent` was deleted: nlink, parent records,
+  // ctime; at nlink 0 hands the inode to RemoveInodeTxn. Directories lose all their links.
+  Status DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int64_t now);
+  // Adds `delta` links from `parent` to the A<ino>P<parent> count (deleted at 0).
+  static Status AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta);
+  // Records that one link of `ino` moved from directory `from` to `to`.
+  static Status MoveLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino from, Ino to);
+  // Deletes every record of `ino` now (no handle open anywhere) and updates the counters.
+  Status PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr);
+  // EINVAL when directory `dir` is `new_parent` or one of its ancestors. Reads the chain of
+  // parents inside `txn`, so a concurrent rename of any of them makes one of the two conflict.
+  static Status CheckNotAncestorTxn(kv::Txn& txn, Ino dir, Ino new_parent);
+  // Writes O<ino><sid> and SS<sid><ino> (the first local handle of `ino`).
+  Status RegisterOpenTxn(kv::Txn& txn, Ino ino);
+  // Deletes O<ino><sid> and SS<sid><ino> (the last handle of `ino` in session `sid` went
+  // away); an unlinked inode open nowhere else is purged.
+  Status ReleaseOpenTxn(kv::Txn& txn, Ino ino, uint64_t sid);
+  // Permission of `flags` (access mode, O_TRUNC) on `attr`: EACCES, EISDIR.
+  static Status CheckOpen(const Context& ctx, const Attr& attr, Ino ino, int flags);
+  Status RenameTxn(kv::Txn& txn, const Context& ctx, RenameOp& op);
+  Status ExchangeTxn(kv::Txn& txn, const Context& ctx, RenameOp& op);
+  Status ReplaceTxn(kv::Txn& txn, const Context& ctx, RenameOp& op);
+  // Releases session `sid`: locks, open inodes (removing the unlinked ones), SE/SH records.
+  Status CleanSession(uint64_t sid);
+  Status ReleaseSessionInodes(uint64_t sid);
+  // Attributes as callers see them: the mount's subdir root appears as kRootIno.
+  Attr Expose(Attr attr) const {
+    if (options_.subdir_root && attr.parent == options_.subdir_root) attr.parent = kRootIno;
+    return attr;
+  }
+  Ino ExposeIno(Ino ino) const {
+    return options_.subdir_root && ino == options_.subdir_root ? kRootIno : ino;
+  }
+  // Open and Close of one inode are serialized by its stripe, so that the local count and the
+  // engine's O record change together.
+  static constexpr size_t kOpenStripes = 64;
+  std::mutex& OpenStripe(Ino ino) { return open_stripes_[ino % kOpenStripes]; }
+  std::mutex open_stripes_[kOpenStripes];
+
 
   // ---- data helpers (meta_data.cc, meta_xattr.cc, meta_lock.cc) ----
   // Deletes chunk `index` of `ino`, whose encoded records are `value`, and releases them.

@@ -1,0 +1,170 @@
+// MetaImpl's attribute changes (SetAttr: chmod, chown, utimes, truncate) and open-file
+// tracking (Open, Close).
+//
+// Open tracking: open_counts_ holds this client's handles per inode. The first handle writes
+// O<ino><sid> and SS<sid><ino> in the transaction that checks the permission; the last Close
+// deletes them and, when the inode was unlinked meanwhile and no other session has it open,
+// removes it. Open and Close of one inode hold its stripe mutex across their transaction, so the
+// local count and the engine's records change together.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "meta/meta_impl.h"
+
+namespace nexus::meta {
+namespace {
+
+std::string InoName(Ino ino) { return "inode " + std::to_string(ino); }
+
+bool Privileged(const Context& ctx) { return !ctx.check_permission || ctx.uid == 0; }
+
+bool OwnerOrRoot(const Context& ctx, const Attr& a) { return Privileged(ctx) || ctx.uid == a.uid; }
+
+Status NotOwner(const Context& ctx, const Attr& a, Ino ino, std::string_view op) {
+  return Status::Errno(EPERM, std::string(op) + " " + InoName(ino) + ": uid " +
+                                  std::to_string(ctx.uid) + " is not the owner (" +
+                                  std::to_string(a.uid) + ")");
+}
+
+// chmod: the owner or root; S_ISGID is dropped when a non-root caller is not in the file's
+// group (the kernel's setattr_copy()).
+Status ApplyMode(const Context& ctx, const SetAttrRequest& req, Ino ino, Attr* a) {
+  if (!(req.mask & kSetMode)) return Status::OK();
+  if (!OwnerOrRoot(ctx, *a)) return NotOwner(ctx, *a, ino, "chmod");
+  uint32_t mode = req.mode & 07777;
+  const uint32_t gid = (req.mask & kSetGid) ? req.gid : a->gid;
+  if (!Privileged(ctx) && !ctx.InGroup(gid)) mode &= ~S_ISGID;
+  a->mode = mode;
+  return Status::OK();
+}
+
+// chown: only root changes the owner; the owner may change the group to one of its groups.
+// On anything but a directory it drops S_ISUID, and S_ISGID when group-executable, even for
+// root (Linux since 2.2.13), unless the same request sets the mode.
+Status ApplyOwner(const Context& ctx, const SetAttrRequest& req, Ino ino, Attr* a) {
+  if (!(req.mask & (kSetUid | kSetGid))) return Status::OK();
+  if (!Privileged(ctx)) {
+    if ((req.mask & kSetUid) && (ctx.uid != a->uid || req.uid != a->uid)) {
+      return Status::Errno(EPERM, "chown " + InoName(ino) + " to uid " + std::to_string(req.uid) +
+                                      ": only root may change the owner");
+    }
+    if ((req.mask & kSetGid) &&
+        (ctx.uid != a->uid || (req.gid != a->gid && !ctx.InGroup(req.gid)))) {
+      return Status::Errno(EPERM, "chgrp " + InoName(ino) + " to gid " + std::to_string(req.gid) +
+                                      ": uid " + std::to_string(ctx.uid) +
+                                      " is not the owner or not in that group");
+    }
+  }
+  if (req.mask & kSetUid) a->uid = req.uid;
+  if (req.mask & kSetGid) a->gid = req.gid;
+  if (a->type != FileType::kDir && !(req.mask & kSetMode)) {
+    a->mode &= ~S_ISUID;
+    if (a->mode & S_IXGRP) a->mode &= ~S_ISGID;
+  }
+  return Status::OK();
+}
+
+// utimes: explicit times need the owner or root (EPERM); "now" also passes with write
+// permission (EACCES otherwise).
+Status ApplyTimes(const Context& ctx, const SetAttrRequest& req, Ino ino, bool can_write,
+                  int64_t now, Attr* a) {
+  if (req.mask & (kSetAtime | kSetMtime | kSetCtime)) {
+    if (!OwnerOrRoot(ctx, *a)) return NotOwner(ctx, *a, ino, "set times of");
+  }
+  if (req.mask & (kSetAtimeNow | kSetMtimeNow)) {
+    if (!OwnerOrRoot(ctx, *a) && !can_write) {
+      return Status::Errno(EACCES, "set times of " + InoName(ino) + ": uid " +
+                                       std::to_string(ctx.uid) + " may not write it");
+    }
+  }
+  if (req.mask & kSetAtime) a->atime = req.atime;
+  if (req.mask & kSetMtime) a->mtime = req.mtime;
+  if (req.mask & kSetAtimeNow) a->atime = now;
+  if (req.mask & kSetMtimeNow) a->mtime = now;
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<Attr> MetaImpl::SetAttr(const Context& ctx, Ino ino, const SetAttrRequest& req) {
+  Attr out;
+  if (req.mask & kSetSize) {
+    NX_ASSIGN_OR_RETURN(out, Truncate(ctx, ino, req.size));
+    if ((req.mask & ~kSetSize) == 0) return Expose(out);
+  }
+  ino = Real(ino);
+  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
+    NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
+    const bool can_write = CheckPermission(ctx, attr, W_OK).ok();
+    const int64_t now = NowNanos();
+    NX_TRY(ApplyOwner(ctx, req, ino, &attr));
+    NX_TRY(ApplyMode(ctx, req, ino, &attr));
+    NX_TRY(ApplyTimes(ctx, req, ino, can_write, now, &attr));
+    attr.ctime = (req.mask & kSetCtime) ? req.ctime : now;
+    out = attr;
+    return PutAttrTxn(txn, ino, attr);
+  }));
+  return Expose(out);
+}
+
+Status MetaImpl::CheckOpen(const Context& ctx, const Attr& attr, Ino ino, int flags) {
+  const int acc = flags & O_ACCMODE;
+  if (attr.type == FileType::kDir && (acc != O_RDONLY || (flags & (O_CREAT | O_TRUNC)))) {
+    return Status::Errno(EISDIR, "open " + InoName(ino) + " for writing: is a directory");
+  }
+  int mask = acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK;
+  if (flags & O_TRUNC) mask |= W_OK;
+  return CheckPermission(ctx, attr, mask).With("open " + InoName(ino));
+}
+
+Status MetaImpl::RegisterOpenTxn(kv::Txn& txn, Ino ino) {
+  NX_TRY(txn.Put(keys::Open(ino, sid_), ""));
+  return txn.Put(keys::Sustained(sid_, ino), "");
+}
+
+Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
+  ino = Real(ino);
+  std::lock_guard<std::mutex> stripe(OpenStripe(ino));
+  bool first;
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    auto it = open_counts_.find(ino);
+    first = it == open_counts_.end() || it->second == 0;
+  }
+  Attr attr;
+  auto body = [&](kv::Txn& txn) -> Status {
+    NX_ASSIGN_OR_RETURN(attr, GetAttrTxn(txn, ino));
+    NX_TRY(CheckOpen(ctx, attr, ino, flags));
+    return first ? RegisterOpenTxn(txn, ino) : Status::OK();
+  };
+  NX_TRY(first ? engine_->Update(body) : engine_->View(body));
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    ++open_counts_[ino];
+  }
+  return Expose(attr);
+}
+
+Status MetaImpl::Close(Ino ino) {
+  ino = Real(ino);
+  std::lock_guard<std::mutex> stripe(OpenStripe(ino));
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    auto it = open_counts_.find(ino);
+    if (it == open_counts_.end() || it->second == 0) {
+      return Status::Errno(EBADF, "close " + InoName(ino) + ": not open in this client");
+    }
+    if (it->second > 1) {
+      --it->second;
+      return Status::OK();
+    }
+  }
+  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, ino, sid_); }));
+  std::lock_guard<std::mutex> lock(open_mu_);
+  open_counts_.erase(ino);
+  return Status::OK();
+}
+
+}  // namespace nexus::meta
