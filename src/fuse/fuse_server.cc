@@ -1,0 +1,100 @@
+// FuseServer: session creation, mounting and the multi-threaded request loop.
+#include "fuse/fuse_server.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+
+#include "common/logging.h"
+#include "fuse/fuse_ops.h"
+
+namespace nexus::fuse {
+namespace {
+
+std::mutex g_log_mu;
+std::string g_last_fuse_error;
+
+// libfuse's messages go to our log; the last error is kept for a one-line mount error.
+void FuseLog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char line[1024];
+  vsnprintf(line, sizeof(line), fmt, ap);
+  std::string text(line);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level <= FUSE_LOG_ERR) {
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    g_last_fuse_error = text;
+  }
+  if (level <= FUSE_LOG_WARNING) {
+    NX_LOG_WARN("libfuse: {}", text);
+  } else {
+    NX_LOG_DEBUG("libfuse: {}", text);
+  }
+}
+
+std::string TakeLastFuseError() {
+  std::lock_guard<std::mutex> lock(g_log_mu);
+  std::string e = std::move(g_last_fuse_error);
+  g_last_fuse_error.clear();
+  return e.empty() ? "see the log" : e;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitMountOptions(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Mount(vfs::Vfs* vfs, const FuseOptions& options) {
+  fuse_set_log_func(FuseLog);
+  std::unique_ptr<FuseServer> server(new FuseServer(vfs, options));
+  std::string opts = "fsname=" + options.fsname + ",subtype=nexusfs";
+  for (const std::string& o : options.mount_options) opts += "," + o;
+  std::vector<std::string> argv_text = {"nexusfs", "-o", opts};
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  const fuse_lowlevel_ops& ops = LowLevelOps();
+  server->se_ = fuse_session_new(&args, &ops, sizeof(ops), server.get());
+  fuse_opt_free_args(&args);
+  if (server->se_ == nullptr) {
+    return Err(EINVAL, "FUSE session with options '" + opts + "': " + TakeLastFuseError());
+  }
+  if (fuse_session_mount(server->se_, options.mountpoint.c_str()) != 0) {
+    return Err(EIO, "mount at " + options.mountpoint + " failed: " + TakeLastFuseError());
+  }
+  server->mounted_ = true;
+  NX_LOG_INFO("mounted {} at {} (options {})", options.fsname, options.mountpoint, opts);
+  return server;
+}
+
+FuseServer::~FuseServer() {
+  if (se_ == nullptr) return;
+  if (mounted_) fuse_session_unmount(se_);
+  fuse_session_destroy(se_);
+}
+
+Status FuseServer::Serve() {
+  if (fuse_set_signal_handlers(se_) != 0) {
+    return Status::IOError("cannot install signal handlers for the FUSE loop");
+  }
+  struct fuse_loop_config cfg;
+  cfg.clone_fd = options_.clone_fd ? 1 : 0;
+  cfg.max_idle_threads = options_.max_idle_threads;
+  int rc = fuse_session_loop_mt(se_, &cfg);
+  fuse_remove_signal_handlers(se_);
+  fuse_session_unmount(se_);
+  mounted_ = false;
+  NX_LOG_INFO("unmounted {} (loop ended with {})", options_.mountpoint, rc);
+  if (rc < 0) return Status::Errno(-rc, "FUSE loop at " + options_.mountpoint + " failed");
+  return Status::OK();
+}
+
+}  // namespace nexus::fuse

@@ -1,0 +1,62 @@
+// FuseServer: mounts a Vfs through the libfuse3 low-level API and serves kernel requests.
+//
+// Every request is translated into one Vfs call and answered exactly once (fuse_reply_err on
+// every error path). Inode lifetime needs no table: Vfs resolves inode numbers through Meta,
+// so forget only acknowledges.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+struct fuse_session;
+
+namespace nexus::vfs {
+class Vfs;
+}
+
+namespace nexus::fuse {
+
+struct FuseOptions {
+  std::string mountpoint;
+  std::string fsname = "nexusfs";  // shown as the mount's source: "nexusfs:<volume>"
+  // Mount options for the kernel and libfuse (allow_other, default_permissions, ro, ...).
+  std::vector<std::string> mount_options;
+  bool writeback_cache = false;
+  double attr_timeout = 1.0;  // seconds
+  double entry_timeout = 1.0;
+  double dir_entry_timeout = 1.0;
+  unsigned max_idle_threads = 16;
+  bool clone_fd = true;
+};
+
+// Splits "-o a,b=c" text into its options (commas inside values are not supported by FUSE).
+std::vector<std::string> SplitMountOptions(const std::string& text);
+
+class FuseServer {
+ public:
+  // Creates the session and mounts it at options.mountpoint. `vfs` outlives the server.
+  static Result<std::unique_ptr<FuseServer>> Mount(vfs::Vfs* vfs, const FuseOptions& options);
+  ~FuseServer();  // unmounts (if still mounted) and destroys the session
+  FuseServer(const FuseServer&) = delete;
+  FuseServer& operator=(const FuseServer&) = delete;
+
+  // Serves requests on a multi-threaded loop until the file system is unmounted or a
+  // SIGTERM/SIGINT/SIGHUP arrives (handlers are installed for the duration), then unmounts.
+  Status Serve();
+
+  vfs::Vfs* vfs() const { return vfs_; }
+  const FuseOptions& options() const { return options_; }
+
+ private:
+  FuseServer(vfs::Vfs* vfs, FuseOptions options) : vfs_(vfs), options_(std::move(options)) {}
+
+  vfs::Vfs* vfs_;
+  FuseOptions options_;
+  struct fuse_session* se_ = nullptr;
+  bool mounted_ = false;
+};
+
+}  // namespace nexus::fuse
