@@ -407,7 +407,7 @@ Result<Attr> MetaImpl::Truncate(const Context& ctx, Ino ino, uint64_t length) {
       return PutAttrTxn(txn, ino, attr);
     }));
   }
-  return out;
+  return Expose(out);  // the mount's subdir root appears as the root
 }
 
 Result<bool> MetaImpl::DropTailTxn(kv::Txn& txn, Ino ino, uint64_t old_length,
