@@ -19,12 +19,16 @@ void RegisterVersion(CLI::App& app) {
 void RegisterFormat(CLI::App& app);
 void RegisterStatus(CLI::App& app);
 void RegisterConfig(CLI::App& app);
+void RegisterMount(CLI::App& app);
+void RegisterUmount(CLI::App& app);
 
 void RegisterCommands(CLI::App& app) {
   RegisterVersion(app);
   RegisterFormat(app);
   RegisterStatus(app);
   RegisterConfig(app);
+  RegisterMount(app);
+  RegisterUmount(app);
 }
 
 }  // namespace nexus::cli

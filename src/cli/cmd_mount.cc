@@ -1,0 +1,529 @@
+// nexusfs mount / nexusfs umount: serve a volume through FUSE, and take it down cleanly.
+//
+// mount: checks the mount point and /dev/fuse, opens the engine, the volume and its object
+// store, starts a session (with a heartbeat thread, after cleaning sessions of crashed
+// clients), mounts, and serves until unmounted or signalled; then flushes every buffered write,
+// closes the session and exits 0. With -d it forks first; the parent exits 0 only once the
+// mount is ready, or prints the child's error and exits 1.
+//
+// The serving process records "<pid>\n<mount point>\n" in a run file named after the mount
+// point so that umount can wait for it to finish flushing.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "chunk/chunk_store.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "fuse/fuse_server.h"
+#include "meta/kv/engine.h"
+#include "meta/meta.h"
+#include "object/object_store.h"
+#include "vfs/vfs.h"
+
+namespace nexus::cli {
+namespace {
+
+constexpr int64_t kHeartbeatIntervalNs = 10'000'000'000;
+constexpr int64_t kStaleSessionNs = 60'000'000'000;
+constexpr int kUmountWaitMs = 120'000;
+
+struct MountArgs {
+  std::string meta_url;
+  std::string mountpoint;
+  bool background = false;
+  std::vector<std::string> options;  // -o, possibly repeated, comma lists
+  std::string cache_dir;
+  uint64_t cache_size_mib = 10240;
+  uint64_t buffer_size_mib = 300;
+  int max_uploads = 20;
+  double attr_cache = 1.0;
+  double entry_cache = 1.0;
+  double dir_entry_cache = 1.0;
+  std::string atime_mode = "relatime";
+  std::string log_file;
+  std::string log_level = "info";
+};
+
+// What -o turns into: options for the kernel/libfuse and the ones nexusfs consumes.
+struct ParsedOptions {
+  std::vector<std::string> fuse;
+  bool read_only = false;
+  bool writeback_cache = false;
+};
+
+ParsedOptions ParseOptions(const std::vector<std::string>& raw) {
+  // fstab words that mean nothing to FUSE.
+  static const char* kIgnored[] = {"defaults", "auto",    "noauto", "nofail", "user",
+                                   "users",    "_netdev", "nouser", "owner",  "comment"};
+  ParsedOptions p;
+  for (const std::string& group : raw) {
+    for (const std::string& o : fuse::SplitMountOptions(group)) {
+      bool ignored = o.rfind("x-", 0) == 0 || o.rfind("comment=", 0) == 0;
+      for (const char* i : kIgnored) ignored = ignored || o == i;
+      if (ignored) continue;
+      if (o == "writeback_cache") {
+        p.writeback_cache = true;
+        continue;
+      }
+      if (o == "ro") p.read_only = true;
+      if (o == "rw") p.read_only = false;
+      p.fuse.push_back(o);
+    }
+  }
+  return p;
+}
+
+std::string HomeDir() {
+  const char* home = getenv("HOME");
+  return home && *home ? home : "/tmp";
+}
+
+std::string DefaultLogFile() {
+  return geteuid() == 0 ? "/var/log/nexusfs.log" : HomeDir() + "/.nexusfs/nexusfs.log";
+}
+
+std::string RunDir() { return geteuid() == 0 ? "/run/nexusfs" : HomeDir() + "/.nexusfs/run"; }
+
+std::string RunFile(const std::string& mountpoint) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%016zx.pid", std::hash<std::string>{}(mountpoint));
+  return RunDir() + "/" + name;
+}
+
+// The absolute path of `path` without resolving its last component (which may be a dead
+// FUSE mount that cannot be stat'ed).
+std::string AbsolutePath(const std::string& path) {
+  std::filesystem::path p = std::filesystem::absolute(path).lexically_normal();
+  std::string s = p.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  std::error_code ec;
+  auto parent = std::filesystem::canonical(p.parent_path(), ec);
+  if (ec || p.filename().empty()) return s;
+  return (parent / p.filename()).string();
+}
+
+std::string UnescapeMountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8)));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// The file system type of the mount at `mountpoint` ("fuse.nexusfs"), or "" when none.
+std::string MountedType(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, found;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point, opts, field;
+    fields >> id >> parent >> dev >> root >> point >> opts;
+    while (fields >> field && field != "-") {
+    }
+    std::string fstype;
+    fields >> fstype;
+    if (UnescapeMountinfo(point) == mountpoint) found = fstype;  // the last one is on top
+  }
+  return found;
+}
+
+Status CheckMountPoint(const std::string& mountpoint) {
+  struct stat st;
+  if (stat(mountpoint.c_str(), &st) != 0) {
+    int e = errno;
+    if (e == ENOTCONN) {
+      return Status::Errno(e, "mount point " + mountpoint +
+                                  " is a dead FUSE mount (its process is gone): run 'nexusfs "
+                                  "umount --force " +
+                                  mountpoint + "' first");
+    }
+    if (e == ENOENT) return Status::NotFound("mount point " + mountpoint + " does not exist");
+    return Status::Errno(e, "mount point " + mountpoint + ": " + std::strerror(e));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return Status::Errno(ENOTDIR, "mount point " + mountpoint + " is not a directory");
+  }
+  std::string type = MountedType(mountpoint);
+  if (!type.empty()) {
+    return Status::Busy("mount point " + mountpoint + " is busy: a " + type +
+                        " file system is already mounted there");
+  }
+  if (access("/dev/fuse", F_OK) != 0) {
+    return Status::NotFound(
+        "missing /dev/fuse: load the fuse kernel module (modprobe fuse), or give the container "
+        "the device (--device /dev/fuse --cap-add SYS_ADMIN)");
+  }
+  if (geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) != 0) {
+    return Status::Errno(EACCES, "cannot open /dev/fuse for reading and writing");
+  }
+  return Status::OK();
+}
+
+// A plain path in META-URL is made absolute so that a daemon can chdir("/").
+std::string AbsoluteMetaUrl(const std::string& url) {
+  if (url.find("://") != std::string::npos || url.empty()) return url;
+  return std::filesystem::absolute(url).lexically_normal().string();
+}
+
+std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
+  nlohmann::json j;
+  j["meta_url"] = a.meta_url;  // engine names redact passwords; the URL is shown as given
+  j["mountpoint"] = a.mountpoint;
+  j["fuse_options"] = p.fuse;
+  j["cache_dir"] = a.cache_dir;
+  j["cache_size_mib"] = a.cache_size_mib;
+  j["buffer_size_mib"] = a.buffer_size_mib;
+  j["max_uploads"] = a.max_uploads;
+  j["attr_cache_s"] = a.attr_cache;
+  j["entry_cache_s"] = a.entry_cache;
+  j["dir_entry_cache_s"] = a.dir_entry_cache;
+  j["background"] = a.background;
+  return j.dump();
+}
+
+// Sends heartbeats for the session every kHeartbeatIntervalNs until stopped.
+class HeartbeatThread {
+ public:
+  explicit HeartbeatThread(meta::Meta* m) : meta_(m), thread_([this] { Run(); }) {}
+  ~HeartbeatThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::nanoseconds(kHeartbeatIntervalNs),
+                         [this] { return stop_; })) {
+      lock.unlock();
+      Status s = meta_->Heartbeat();
+      if (!s.ok()) NX_LOG_WARN("session heartbeat: {}", s.ToString());
+      lock.lock();
+    }
+  }
+
+  meta::Meta* meta_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// Tells the parent of a background mount how it went (no-op in the foreground).
+struct ReadyPipe {
+  int fd = -1;
+  void Send(const std::string& msg) {
+    if (fd < 0) return;
+    (void)!write(fd, msg.data(), msg.size());
+    close(fd);
+    fd = -1;
+  }
+};
+
+Result<std::unique_ptr<meta::Meta>> OpenVolume(const std::string& url, bool read_only) {
+  auto engine = kv::Engine::Open(url);
+  if (!engine) return Err(engine.error().With("metadata engine " + url));
+  meta::MetaOptions mo;
+  mo.read_only = read_only;
+  auto m = meta::Meta::Create(std::move(*engine), mo);
+  auto loaded = m->Load();
+  if (!loaded) {
+    if (loaded.error().IsNotFound()) {
+      return Err(ENOENT, "volume at " + m->engine()->Name() +
+                             " is not formatted (run 'nexusfs format' first)");
+    }
+    return Err(loaded.error());
+  }
+  return m;
+}
+
+Status StartSession(meta::Meta* m, const std::string& mountpoint) {
+  auto cleaned = m->CleanStaleSessions(kStaleSessionNs);
+  if (!cleaned) NX_LOG_WARN("cleaning stale sessions: {}", cleaned.error().ToString());
+  meta::SessionInfo info;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  info.host = host;
+  info.pid = static_cast<uint32_t>(getpid());
+  info.mount_point = mountpoint;
+  info.version = NEXUS_VERSION_STRING;
+  info.start_time = NowNanos();
+  auto sid = m->NewSession(info);
+  if (!sid) return sid.error().With("start session");
+  return Status::OK();
+}
+
+void WriteRunFile(const std::string& mountpoint) {
+  std::error_code ec;
+  std::filesystem::create_directories(RunDir(), ec);
+  std::ofstream out(RunFile(mountpoint), std::ios::trunc);
+  out << getpid() << "\n" << mountpoint << "\n";
+  if (!out) NX_LOG_WARN("cannot write run file {}", RunFile(mountpoint));
+}
+
+// Everything after the fork: open, mount, serve, shut down. Returns the exit code.
+int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
+  auto fail = [&](const Status& s) {
+    NX_LOG_ERROR("mount {}: {}", a.mountpoint, s.ToString());
+    ready.Send("E" + s.ToString());
+    if (!a.background) Fail("mount", s);
+    return 1;
+  };
+  auto m = OpenVolume(a.meta_url, p.read_only);
+  if (!m) return fail(m.error());
+  const meta::Format& f = (*m)->format();
+  std::string store_url = StorageUrl(f.storage, f.bucket);
+  auto store = object::ObjectStore::Open(store_url);
+  if (!store) return fail(store.error().With("object store " + store_url));
+  if (!p.read_only) {
+    if (Status s = StartSession(m->get(), a.mountpoint); !s.ok()) return fail(s);
+  }
+  chunk::ChunkOptions co;
+  co.block_size = f.block_size;
+  co.prefix = f.name + "/";
+  co.buffer_size = a.buffer_size_mib << 20;
+  co.max_uploads = std::max(1, a.max_uploads);
+  co.cache_dir = a.cache_dir;
+  co.cache_size = a.cache_size_mib << 20;
+  auto chunks = chunk::ChunkStore::Open(m->get(), store->get(), co);
+  if (!chunks) return fail(chunks.error().With("chunk store"));
+
+  vfs::VfsOptions vo;
+  vo.atime_mode = *vfs::ParseAtimeMode(a.atime_mode);
+  vo.read_only = p.read_only;
+  vo.writeback_cache = p.writeback_cache;
+  vo.mount_options_json = OptionsJson(a, p);
+  vfs::Vfs vfs(m->get(), chunks->get(), vo);
+
+  fuse::FuseOptions fo;
+  fo.mountpoint = a.mountpoint;
+  fo.fsname = "nexusfs:" + f.name;
+  fo.mount_options = p.fuse;
+  fo.writeback_cache = p.writeback_cache;
+  fo.attr_timeout = a.attr_cache;
+  fo.entry_timeout = a.entry_cache;
+  fo.dir_entry_timeout = a.dir_entry_cache;
+  auto server = fuse::FuseServer::Mount(&vfs, fo);
+  if (!server) {
+    (void)(*chunks)->Shutdown();
+    if (!p.read_only) (void)(*m)->CloseSession();
+    return fail(server.error());
+  }
+  std::optional<HeartbeatThread> heartbeat;
+  if (!p.read_only) heartbeat.emplace(m->get());
+  WriteRunFile(a.mountpoint);
+  if (a.background) (void)!chdir("/");
+  ready.Send("OK");
+  Status served = (*server)->Serve();
+  server->reset();
+  heartbeat.reset();
+  Status flushed = (*chunks)->Shutdown();
+  if (!flushed.ok()) NX_LOG_ERROR("flush at unmount: {}", flushed.ToString());
+  Status closed = p.read_only ? Status::OK() : (*m)->CloseSession();
+  if (!closed.ok()) NX_LOG_ERROR("close session: {}", closed.ToString());
+  unlink(RunFile(a.mountpoint).c_str());
+  NX_LOG_INFO("nexusfs at {} stopped", a.mountpoint);
+  return served.ok() && flushed.ok() && closed.ok() ? 0 : 1;
+}
+
+// Parent of a background mount: waits for the child's report. Returns the exit code.
+int WaitForChild(pid_t child, int fd, const std::string& log_file) {
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) msg.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (msg == "OK") return 0;
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (msg.size() > 1 && msg[0] == 'E') {
+    std::fprintf(stderr, "nexusfs mount: %s\n", msg.c_str() + 1);
+  } else {
+    std::fprintf(stderr,
+                 "nexusfs mount: the mount process exited before the mount was ready "
+                 "(see %s)\n",
+                 log_file.c_str());
+  }
+  return 1;
+}
+
+void RunMount(MountArgs a) {
+  a.mountpoint = AbsolutePath(a.mountpoint);
+  a.meta_url = AbsoluteMetaUrl(a.meta_url);
+  if (!a.cache_dir.empty()) a.cache_dir = std::filesystem::absolute(a.cache_dir).string();
+  ParsedOptions p = ParseOptions(a.options);
+  if (auto mode = vfs::ParseAtimeMode(a.atime_mode); !mode) return Fail("mount", mode.error());
+  if (Status s = CheckMountPoint(a.mountpoint); !s.ok()) return Fail("mount", s);
+  if (a.background && a.log_file.empty()) a.log_file = DefaultLogFile();
+  if (!a.log_file.empty()) {
+    a.log_file = std::filesystem::absolute(a.log_file).string();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(a.log_file).parent_path(), ec);
+  }
+  ReadyPipe ready;
+  if (a.background) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return Fail("mount", Status::Errno(errno, "pipe"));
+    std::fflush(nullptr);
+    pid_t child = fork();
+    if (child < 0) return Fail("mount", Status::Errno(errno, "fork"));
+    if (child > 0) {
+      close(fds[1]);
+      return SetExitCode(WaitForChild(child, fds[0], a.log_file));
+    }
+    close(fds[0]);
+    ready.fd = fds[1];
+    setsid();
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+      dup2(devnull, 0), dup2(devnull, 1), dup2(devnull, 2);
+      if (devnull > 2) close(devnull);
+    }
+  }
+  InitLogging(a.log_level, a.log_file);
+  int code = Serve(a, p, ready);
+  if (a.background) _exit(code);
+  SetExitCode(code);
+}
+
+// ---- umount ----
+
+// Waits until process `pid` exits, at most `timeout_ms`. True when it is gone.
+bool WaitForExit(pid_t pid, int timeout_ms) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return errno == ESRCH;
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  int rc;
+  do {
+    rc = poll(&pfd, 1, timeout_ms);
+  } while (rc < 0 && errno == EINTR);
+  close(pidfd);
+  return rc > 0;
+}
+
+// The serving process of `mountpoint`, from its run file, if it is still a nexusfs process.
+std::optional<pid_t> ServingPid(const std::string& mountpoint) {
+  std::ifstream in(RunFile(mountpoint));
+  long pid = 0;
+  std::string recorded;
+  if (!(in >> pid) || pid <= 0) return std::nullopt;
+  in.ignore(1);
+  std::getline(in, recorded);
+  if (recorded != mountpoint) return std::nullopt;
+  std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+  if (cmdline.find("nexusfs") == std::string::npos) return std::nullopt;
+  return static_cast<pid_t>(pid);
+}
+
+Status Unmount(const std::string& mountpoint, bool force) {
+  if (geteuid() == 0) {
+    if (umount2(mountpoint.c_str(), force ? MNT_DETACH : 0) == 0) return Status::OK();
+    int e = errno;
+    if (e == EBUSY) {
+      return Status::Busy(mountpoint +
+                          " is busy (files or directories are in use); close them "
+                          "or use --force for a lazy unmount");
+    }
+    return Status::Errno(e, "umount " + mountpoint + ": " + std::strerror(e));
+  }
+  pid_t child = fork();
+  if (child == 0) {
+    execlp("fusermount3", "fusermount3", force ? "-uz" : "-u", mountpoint.c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) < 0) return Status::Errno(errno, "fusermount3");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Status::IOError("fusermount3 -u " + mountpoint + " failed");
+  }
+  return Status::OK();
+}
+
+void RunUmount(std::string mountpoint, bool force) {
+  mountpoint = AbsolutePath(mountpoint);
+  if (MountedType(mountpoint).empty()) {
+    return Fail("umount", Status::Errno(EINVAL, mountpoint + " is not a mount point"));
+  }
+  std::optional<pid_t> pid = ServingPid(mountpoint);
+  if (Status s = Unmount(mountpoint, force); !s.ok()) return Fail("umount", s);
+  if (pid && !WaitForExit(*pid, kUmountWaitMs)) {
+    return Fail("umount", Status::TimedOut("nexusfs process " + std::to_string(*pid) + " of " +
+                                           mountpoint + " is still flushing after " +
+                                           std::to_string(kUmountWaitMs / 1000) + " s"));
+  }
+}
+
+}  // namespace
+
+void RegisterMount(CLI::App& app) {
+  auto a = std::make_shared<MountArgs>();
+  auto* cmd = app.add_subcommand("mount", "Mount a volume with FUSE");
+  cmd->add_option("META-URL", a->meta_url, "Metadata engine URL of a formatted volume")->required();
+  cmd->add_option("MOUNTPOINT", a->mountpoint, "An existing, empty directory")->required();
+  cmd->add_flag("-d,--background", a->background,
+                "Run in the background; return once the mount is ready");
+  cmd->add_option("-o", a->options,
+                  "Mount options: allow_other, default_permissions, ro, writeback_cache, ...")
+      ->allow_extra_args(false);
+  cmd->add_option("--cache-dir", a->cache_dir, "Directory of the local block cache");
+  cmd->add_option("--cache-size", a->cache_size_mib, "Local cache size in MiB")
+      ->capture_default_str();
+  cmd->add_option("--buffer-size", a->buffer_size_mib, "Write buffer size in MiB")
+      ->capture_default_str();
+  cmd->add_option("--max-uploads", a->max_uploads, "Parallel block uploads")->capture_default_str();
+  cmd->add_option("--attr-cache", a->attr_cache, "Attribute cache timeout in seconds")
+      ->capture_default_str();
+  cmd->add_option("--entry-cache", a->entry_cache, "File entry cache timeout in seconds")
+      ->capture_default_str();
+  cmd->add_option("--dir-entry-cache", a->dir_entry_cache,
+                  "Directory entry cache timeout in seconds")
+      ->capture_default_str();
+  cmd->add_option("--atime-mode", a->atime_mode, "noatime, relatime or strictatime")
+      ->capture_default_str();
+  cmd->add_option("--log", a->log_file,
+                  "Log file (background default: /var/log/nexusfs.log or ~/.nexusfs/nexusfs.log)");
+  cmd->add_option("--log-level", a->log_level, "debug, info, warn, error")->capture_default_str();
+  cmd->callback([a] { RunMount(*a); });
+}
+
+void RegisterUmount(CLI::App& app) {
+  auto mountpoint = std::make_shared<std::string>();
+  auto force = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("umount", "Unmount a volume and wait for its process to finish");
+  cmd->add_option("MOUNTPOINT", *mountpoint, "Where the volume is mounted")->required();
+  cmd->add_flag("-f,--force", *force, "Lazy unmount even when busy or dead (MNT_DETACH)");
+  cmd->callback([mountpoint, force] { RunUmount(*mountpoint, *force); });
+}
+
+}  // namespace nexus::cli
