@@ -136,8 +136,9 @@ class MetaImpl final : public Meta {
   // Removes one link of `ino` whose entry in `parent` was deleted: nlink, parent records,
   // ctime; at nlink 0 hands the inode to RemoveInodeTxn. Directories lose all their links.
   Status DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int64_t now);
-  // Adds `delta` links from `parent` to the A<ino>P<parent> count (deleted at 0).
-  static Status AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta);
+  // Adds `delta` links from `parent` to the A<ino>P<parent> count (deleted at 0); returns the
+  // new count.
+  static Result<int64_t> AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta);
   // Records that one link of `ino` moved from directory `from` to `to`.
   static Status MoveLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino from, Ino to);
   // Deletes every record of `ino` now (no handle open anywhere) and updates the counters.

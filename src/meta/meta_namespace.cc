@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "common/clock.h"
 #include "meta/meta_impl.h"
 
@@ -275,15 +277,19 @@ Result<std::string> MetaImpl::ReadLink(Ino ino) {
   return target;
 }
 
-Status MetaImpl::AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta) {
+Result<int64_t> MetaImpl::AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta) {
   const std::string key = keys::Parent(ino, parent);
   NX_ASSIGN_OR_RETURN(auto v, txn.Get(key));
   int64_t count = v && v->size() == 4 ? GetBE32(v->data()) : 0;
-  count += delta;
-  if (count <= 0) return txn.Delete(key);
+  count = std::max<int64_t>(count + delta, 0);
+  if (count == 0) {
+    NX_TRY(txn.Delete(key));
+    return count;
+  }
   std::string value;
   PutBE32(&value, static_cast<uint32_t>(count));
-  return txn.Put(key, value);
+  NX_TRY(txn.Put(key, value));
+  return count;
 }
 
 Result<Entry> MetaImpl::Link(const Context& ctx, Ino ino, Ino new_parent,
@@ -332,13 +338,17 @@ Status MetaImpl::DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int6
   }
   --attr.nlink;
   if (attr.parent == 0) {
-    NX_TRY(AddParentCountTxn(txn, ino, parent, -1));
+    NX_ASSIGN_OR_RETURN(int64_t left, AddParentCountTxn(txn, ino, parent, -1));
     if (attr.nlink == 1) {  // one link left: back to Attr.parent
-      std::string last;
-      NX_TRY(txn.ScanPrefix(keys::ParentPrefix(ino), 0, [&](std::string_view k, std::string_view) {
-        if (k != keys::Parent(ino, parent)) last = std::string(k);
-        return last.empty();
-      }));
+      std::string last = left > 0 ? keys::Parent(ino, parent) : "";
+      const std::string dropped = keys::Parent(ino, parent);
+      if (last.empty()) {
+        NX_TRY(
+            txn.ScanPrefix(keys::ParentPrefix(ino), 0, [&](std::string_view k, std::string_view) {
+              if (k != dropped) last = std::string(k);
+              return last.empty();
+            }));
+      }
       if (!last.empty()) {
         attr.parent = GetBE64(last.data() + last.size() - 8);
         NX_TRY(txn.Delete(last));

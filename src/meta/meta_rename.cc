@@ -74,7 +74,8 @@ Status MetaImpl::MoveLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino from, Ino to
     return Status::OK();
   }
   NX_TRY(AddParentCountTxn(txn, ino, from, -1));
-  return AddParentCountTxn(txn, ino, to, 1);
+  NX_TRY(AddParentCountTxn(txn, ino, to, 1));
+  return Status::OK();
 }
 
 Status MetaImpl::Rename(const Context& ctx, Ino parent, std::string_view name, Ino new_parent,

@@ -1,0 +1,640 @@
+// The namespace and volume operations of Meta over every engine: format/load, statfs and
+// inode limits, names, creation, links, removal, readdir paging, permissions (non-root with
+// supplementary groups, sticky and setgid directories), SetAttr rules, open-but-unlinked files
+// and sessions.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/clock.h"
+#include "meta_data_fixture.h"
+
+namespace nexus::meta {
+namespace {
+
+Context User(uint32_t uid, uint32_t gid, std::vector<uint32_t> gids = {}) {
+  Context c;
+  c.uid = uid;
+  c.gid = gid;
+  c.gids = std::move(gids);
+  return c;
+}
+
+class MetaTest : public MetaVolumeTest {
+ protected:
+  Context root_ = Context::Root();
+
+  Entry Must(Result<Entry> r, const char* what) {
+    EXPECT_TRUE(r.has_value()) << what << ": " << (r ? "" : r.error().ToString());
+    return r.value_or(Entry{});
+  }
+  Ino Dir(Ino parent, const std::string& name, uint32_t mode = 0755, Context ctx = {}) {
+    return Must(meta_->Mkdir(ctx, parent, name, mode), name.c_str()).ino;
+  }
+  Ino File(Ino parent, const std::string& name, uint32_t mode = 0644, Context ctx = {}) {
+    return Must(meta_->Mknod(ctx, parent, name, FileType::kFile, mode, 0), name.c_str()).ino;
+  }
+  Attr A(Ino ino) {
+    auto a = meta_->GetAttr(ino);
+    EXPECT_TRUE(a.has_value()) << "getattr " << ino << ": " << a.error().ToString();
+    return a.value_or(Attr{});
+  }
+  void Chown(Ino ino, uint32_t uid, uint32_t gid, uint32_t mode) {
+    SetAttrRequest r;
+    r.mask = kSetUid | kSetGid | kSetMode;
+    r.uid = uid;
+    r.gid = gid;
+    r.mode = mode;
+    ASSERT_OK(meta_->SetAttr(root_, ino, r));
+  }
+  std::vector<std::string> Names(Ino dir) {
+    std::vector<DirEntry> out;
+    EXPECT_OK(meta_->ReadDir(root_, dir, "", 0, false, &out));
+    std::vector<std::string> names;
+    for (auto& e : out) names.push_back(e.name);
+    return names;
+  }
+  uint64_t Counter(const std::string& name) {
+    auto v = RawGet(keys::Counter(name));
+    return v ? keys::DecodeU64(*v) : 0;
+  }
+};
+
+// ---- volume ----
+
+TEST_P(MetaTest, FormatTwiceNeedsForceAndForceKeepsIdentity) {
+  meta::Format f = meta_->format();
+  const std::string uuid = f.uuid;
+  Ino keep = File(kRootIno, "data");
+  Status again = meta_->Format(f, false);
+  EXPECT_EQ(again.code(), EEXIST) << again.ToString();
+  EXPECT_NE(again.message().find("already formatted"), std::string::npos) << again.message();
+  f.capacity = 1 << 30;
+  f.inodes = 1000;
+  f.uuid = "ffffffff-0000-0000-0000-000000000000";
+  ASSERT_OK(meta_->Format(f, true));
+  auto loaded = meta_->Load();
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().ToString();
+  EXPECT_EQ(loaded->uuid, uuid);
+  EXPECT_EQ(loaded->name, "test-vol");
+  EXPECT_EQ(loaded->capacity, 1u << 30);
+  EXPECT_EQ(loaded->inodes, 1000u);
+  EXPECT_EQ(A(keep).type, FileType::kFile);  // data kept
+  f.block_size = 1 << 20;
+  EXPECT_ERRNO(meta_->Format(f, true), EINVAL);
+  Attr root = A(kRootIno);
+  EXPECT_EQ(root.type, FileType::kDir);
+  EXPECT_EQ(root.mode, 0755u);
+  EXPECT_EQ(root.nlink, 2u);
+}
+
+TEST_P(MetaTest, LoadRejectsMissingDamagedAndNewerSettings) {
+  auto fresh = OpenVolume("fresh", 0);
+  ASSERT_NE(fresh, nullptr);
+  ASSERT_OK(fresh->engine()->Reset());
+  EXPECT_ERRNO(fresh->Load(), ENOENT);
+  ASSERT_OK(fresh->engine()->Update(
+      [](kv::Txn& txn) { return txn.Put(keys::kSetting, "{\"name\": \"x\","); }));
+  EXPECT_ERRNO(fresh->Load(), EBADMSG);
+  meta::Format newer;
+  newer.name = "x";
+  newer.meta_version = 99;
+  ASSERT_OK(fresh->engine()->Update(
+      [&](kv::Txn& txn) { return txn.Put(keys::kSetting, newer.ToJson()); }));
+  auto r = fresh->Load();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("version 99"), std::string::npos);
+}
+
+TEST_P(MetaTest, FormatJsonRoundTripAndRedaction) {
+  meta::Format f;
+  f.name = "v";
+  f.uuid = "u";
+  f.secret_key = "s3cr3t";
+  f.capacity = 42;
+  f.trash_days = 3;
+  meta::Format back;
+  std::string error;
+  ASSERT_TRUE(meta::Format::FromJson(f.ToJson(), &back, &error)) << error;
+  EXPECT_EQ(back.secret_key, "s3cr3t");
+  EXPECT_EQ(back.capacity, 42u);
+  EXPECT_EQ(back.trash_days, 3u);
+  EXPECT_EQ(f.ToJson(true).find("s3cr3t"), std::string::npos);
+  EXPECT_FALSE(meta::Format::FromJson("[1]", &back, &error));
+  EXPECT_FALSE(meta::Format::FromJson("{\"name\": 5}", &back, &error));
+}
+
+TEST_P(MetaTest, StatFsCountsAndInodeLimitIsExact) {
+  auto st = meta_->GetStatFs(kRootIno);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->total_space, 1ULL << 50);
+  EXPECT_EQ(st->used_inodes, 0u);
+  meta::Format f = meta_->format();
+  f.inodes = 3;
+  f.capacity = 1 << 20;
+  ASSERT_OK(meta_->UpdateFormat(f));
+  Ino a = File(kRootIno, "a");
+  Dir(kRootIno, "d");
+  ASSERT_OK(meta_->Truncate(root_, a, 1000));
+  st = meta_->GetStatFs(kRootIno);
+  EXPECT_EQ(st->used_inodes, 2u);
+  EXPECT_EQ(st->avail_inodes, 1u);
+  EXPECT_EQ(st->total_space, 1u << 20);
+  EXPECT_EQ(st->used_space, 1000u);
+  EXPECT_EQ(st->avail_space, (1u << 20) - 1000);
+  ASSERT_OK(meta_->Symlink(root_, kRootIno, "s", "a"));
+  EXPECT_ERRNO(meta_->Mknod(root_, kRootIno, "b", FileType::kFile, 0644, 0), ENOSPC);
+  EXPECT_ERRNO(meta_->Mkdir(root_, kRootIno, "e", 0755), ENOSPC);
+  EXPECT_ERRNO(meta_->Lookup(root_, kRootIno, "b"), ENOENT);
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "a"));
+  st = meta_->GetStatFs(kRootIno);
+  EXPECT_EQ(st->used_inodes, 2u);
+  EXPECT_EQ(st->used_space, 0u);
+  File(kRootIno, "b");
+  EXPECT_EQ(Counter("totalInodes"), 3u);
+}
+
+TEST_P(MetaTest, InodeLimitHoldsUnderConcurrentCreates) {
+  meta::Format f = meta_->format();
+  f.inodes = 50;
+  ASSERT_OK(meta_->UpdateFormat(f));
+  std::atomic<int> ok{0}, nospc{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 30; ++i) {
+        auto r = meta_->Mknod(root_, kRootIno, "f" + std::to_string(t) + "_" + std::to_string(i),
+                              FileType::kFile, 0644, 0);
+        (r ? ok : r.error().code() == ENOSPC ? nospc : other)++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 50);
+  EXPECT_EQ(nospc.load(), 70);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(Names(kRootIno).size(), 50u);
+}
+
+// ---- names, creation, lookup ----
+
+TEST_P(MetaTest, NamesAreSingleComponents) {
+  EXPECT_ERRNO(meta_->Mkdir(root_, kRootIno, std::string(256, 'a'), 0755), ENAMETOOLONG);
+  ASSERT_OK(meta_->Mkdir(root_, kRootIno, std::string(255, 'a'), 0755));
+  for (const char* bad : {"", ".", "..", "a/b", "/"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_ERRNO(meta_->Mknod(root_, kRootIno, bad, FileType::kFile, 0644, 0), EINVAL);
+    EXPECT_ERRNO(meta_->Unlink(root_, kRootIno, bad), EINVAL);
+  }
+  EXPECT_ERRNO(meta_->Lookup(root_, kRootIno, std::string(300, 'x')), ENAMETOOLONG);
+}
+
+TEST_P(MetaTest, CreateLookupAndAttributes) {
+  const int64_t before = NowNanos();
+  Attr root0 = A(kRootIno);
+  Context c = User(1000, 1000);
+  Chown(kRootIno, 0, 0, 0777);
+  Ino d = Dir(kRootIno, "d", 0750, c);
+  Attr da = A(d);
+  EXPECT_EQ(da.type, FileType::kDir);
+  EXPECT_EQ(da.mode, 0750u);
+  EXPECT_EQ(da.uid, 1000u);
+  EXPECT_EQ(da.gid, 1000u);
+  EXPECT_EQ(da.nlink, 2u);
+  EXPECT_EQ(da.parent, kRootIno);
+  EXPECT_GE(da.ctime, before);
+  Attr root = A(kRootIno);
+  EXPECT_EQ(root.nlink, root0.nlink + 1);
+  EXPECT_GE(root.mtime, da.ctime);
+  Ino f = File(d, "f", 0666);
+  auto e = meta_->Lookup(c, d, "f");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->ino, f);
+  EXPECT_EQ(e->attr.nlink, 1u);
+  EXPECT_EQ(e->attr.parent, d);
+  EXPECT_EQ(A(d).nlink, 2u);  // a file does not add a link to its directory
+  EXPECT_EQ(meta_->Lookup(c, d, ".")->ino, d);
+  EXPECT_EQ(meta_->Lookup(c, d, "..")->ino, kRootIno);
+  EXPECT_EQ(meta_->Lookup(c, kRootIno, "..")->ino, kRootIno);
+  EXPECT_ERRNO(meta_->Lookup(c, d, "nope"), ENOENT);
+  EXPECT_ERRNO(meta_->Lookup(c, f, "x"), ENOTDIR);
+  EXPECT_ERRNO(meta_->Mknod(c, f, "x", FileType::kFile, 0644, 0), ENOTDIR);
+  EXPECT_ERRNO(meta_->Mkdir(c, d, "f", 0755), EEXIST);
+  EXPECT_ERRNO(meta_->Mknod(c, 999999, "x", FileType::kFile, 0644, 0), ENOENT);
+  Context um = c;
+  um.umask = 022;
+  EXPECT_EQ(Must(meta_->Mknod(um, d, "u", FileType::kFile, 0666, 0), "u").attr.mode, 0644u);
+  EXPECT_ERRNO(meta_->Mknod(c, d, "dev", FileType::kCharDev, 0644, 5), EPERM);
+  Entry dev = Must(meta_->Mknod(root_, d, "dev", FileType::kCharDev, 0644, 0x0501), "dev");
+  EXPECT_EQ(dev.attr.rdev, 0x0501u);
+  EXPECT_EQ(dev.attr.StMode(), S_IFCHR | 0644u);
+  EXPECT_EQ(Must(meta_->Mknod(c, d, "p", FileType::kFifo, 0600, 0), "p").attr.type,
+            FileType::kFifo);
+  EXPECT_ERRNO(meta_->Mknod(c, d, "q", FileType::kDir, 0600, 0), EINVAL);
+  EXPECT_ERRNO(meta_->GetAttr(123456789), ENOENT);
+}
+
+TEST_P(MetaTest, SymlinkAndReadLink) {
+  Entry s = Must(meta_->Symlink(root_, kRootIno, "s", "../target/x"), "s");
+  EXPECT_EQ(s.attr.type, FileType::kSymlink);
+  EXPECT_EQ(s.attr.mode, 0777u);
+  EXPECT_EQ(s.attr.length, 11u);
+  auto t = meta_->ReadLink(s.ino);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, "../target/x");
+  EXPECT_ERRNO(meta_->ReadLink(File(kRootIno, "f")), EINVAL);
+  EXPECT_ERRNO(meta_->ReadLink(987654), ENOENT);
+  EXPECT_ERRNO(meta_->Symlink(root_, kRootIno, "e", ""), ENOENT);
+  EXPECT_ERRNO(meta_->Symlink(root_, kRootIno, "l", std::string(5000, 'a')), ENAMETOOLONG);
+  EXPECT_ERRNO(meta_->Symlink(root_, kRootIno, "s", "x"), EEXIST);
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "s"));
+  EXPECT_FALSE(RawGet(keys::Symlink(s.ino)).has_value());
+  EXPECT_FALSE(RawGet(keys::Attr(s.ino)).has_value());
+}
+
+// ---- links and removal ----
+
+TEST_P(MetaTest, HardLinksAcrossDirectories) {
+  Ino d1 = Dir(kRootIno, "d1"), d2 = Dir(kRootIno, "d2");
+  Ino f = File(d1, "f");
+  const int64_t t0 = A(f).ctime;
+  auto l = meta_->Link(root_, f, d2, "g");
+  ASSERT_TRUE(l.has_value()) << l.error().ToString();
+  EXPECT_EQ(l->attr.nlink, 2u);
+  EXPECT_EQ(l->attr.parent, 0u);
+  EXPECT_GE(l->attr.ctime, t0);
+  ASSERT_OK(meta_->Link(root_, f, d2, "h"));
+  Attr a = A(f);
+  EXPECT_EQ(a.nlink, 3u);
+  EXPECT_EQ(a.parent, 0u);
+  auto count = [&](Ino p) {
+    auto v = RawGet(keys::Parent(f, p));
+    return v ? GetBE32(v->data()) : 0u;
+  };
+  EXPECT_EQ(count(d1), 1u);
+  EXPECT_EQ(count(d2), 2u);
+  EXPECT_EQ(A(d2).nlink, 2u);
+  EXPECT_ERRNO(meta_->Link(root_, f, d2, "g"), EEXIST);
+  EXPECT_ERRNO(meta_->Link(root_, d1, d2, "dirlink"), EPERM);
+  EXPECT_ERRNO(meta_->Link(root_, f, f, "x"), ENOTDIR);
+  EXPECT_ERRNO(meta_->Link(root_, 424242, d2, "x"), ENOENT);
+  ASSERT_OK(meta_->Unlink(root_, d1, "f"));
+  EXPECT_EQ(A(f).nlink, 2u);
+  EXPECT_EQ(count(d1), 0u);
+  ASSERT_OK(meta_->Unlink(root_, d2, "g"));
+  a = A(f);
+  EXPECT_EQ(a.nlink, 1u);
+  EXPECT_EQ(a.parent, d2);  // one link left: back to Attr.parent
+  EXPECT_TRUE(RawKeys(keys::ParentPrefix(f)).empty());
+  ASSERT_OK(meta_->Unlink(root_, d2, "h"));
+  EXPECT_ERRNO(meta_->GetAttr(f), ENOENT);
+}
+
+TEST_P(MetaTest, UnlinkAndRmdirErrorsAndLinkCounts) {
+  Ino d = Dir(kRootIno, "d");
+  Dir(d, "sub");
+  File(d, "f");
+  EXPECT_EQ(A(d).nlink, 3u);
+  EXPECT_ERRNO(meta_->Unlink(root_, d, "sub"), EISDIR);
+  EXPECT_ERRNO(meta_->Rmdir(root_, d, "f"), ENOTDIR);
+  EXPECT_ERRNO(meta_->Rmdir(root_, kRootIno, "d"), ENOTEMPTY);
+  EXPECT_ERRNO(meta_->Unlink(root_, d, "missing"), ENOENT);
+  EXPECT_ERRNO(meta_->Rmdir(root_, d, "missing"), ENOENT);
+  EXPECT_ERRNO(meta_->Rmdir(root_, d, "."), EINVAL);
+  const int64_t before = A(d).mtime;
+  ASSERT_OK(meta_->Rmdir(root_, d, "sub"));
+  Attr da = A(d);
+  EXPECT_EQ(da.nlink, 2u);
+  EXPECT_GE(da.mtime, before);
+  ASSERT_OK(meta_->Unlink(root_, d, "f"));
+  const uint32_t root_links = A(kRootIno).nlink;
+  ASSERT_OK(meta_->Rmdir(root_, kRootIno, "d"));
+  EXPECT_EQ(A(kRootIno).nlink, root_links - 1);
+  EXPECT_ERRNO(meta_->GetAttr(d), ENOENT);
+  EXPECT_ERRNO(meta_->Mknod(root_, d, "x", FileType::kFile, 0644, 0), ENOENT);
+  EXPECT_TRUE(Names(kRootIno).empty());
+}
+
+// ---- readdir ----
+
+TEST_P(MetaTest, ReadDirPagesOverTenThousandEntries) {
+  Ino d = Dir(kRootIno, "big");
+  constexpr int kN = 10000;
+  std::vector<std::string> want;
+  for (int i = 0; i < kN; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "entry-%05d", (i * 7919) % kN);
+    want.push_back(name);
+    if (i % 3 == 0) {
+      Dir(d, name);
+    } else {
+      File(d, name);
+    }
+  }
+  std::sort(want.begin(), want.end());
+  std::vector<std::string> got;
+  std::string after;
+  int pages = 0;
+  while (true) {
+    std::vector<DirEntry> page;
+    ASSERT_OK(meta_->ReadDir(root_, d, after, 999, pages % 2 == 0, &page));
+    if (page.empty()) break;
+    ASSERT_LE(page.size(), 999u);
+    for (auto& e : page) {
+      got.push_back(e.name);
+      if (pages % 2 == 0) {
+        EXPECT_EQ(e.attr.type, e.type);
+        EXPECT_EQ(e.attr.parent, d);
+      }
+    }
+    after = page.back().name;
+    ++pages;
+  }
+  EXPECT_EQ(pages, (kN + 998) / 999);
+  EXPECT_EQ(got, want);
+  std::vector<DirEntry> one;
+  ASSERT_OK(meta_->ReadDir(root_, d, "entry-04999", 1, true, &one));
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].name, "entry-05000");
+  ASSERT_OK(meta_->ReadDir(root_, d, "entry-0499", 1, false, &one));  // `after` need not exist
+  EXPECT_EQ(one[0].name, "entry-04990");
+  EXPECT_EQ(A(d).nlink, 2u + (kN + 2) / 3);
+}
+
+TEST_P(MetaTest, ReadDirNeedsReadPermissionAndADirectory) {
+  Ino d = Dir(kRootIno, "d", 0711);
+  Ino f = File(d, "f");
+  std::vector<DirEntry> out;
+  EXPECT_ERRNO(meta_->ReadDir(User(1000, 1000), d, "", 0, false, &out), EACCES);
+  EXPECT_ERRNO(meta_->ReadDir(root_, f, "", 0, false, &out), ENOTDIR);
+  EXPECT_ERRNO(meta_->ReadDir(root_, 55555, "", 0, false, &out), ENOENT);
+  EXPECT_TRUE(meta_->Lookup(User(1000, 1000), d, "f").has_value());  // x is enough
+}
+
+// ---- permissions ----
+
+TEST_P(MetaTest, NonRootPermissionsWithSupplementaryGroups) {
+  Ino shared = Dir(kRootIno, "shared");
+  Chown(shared, 0, 100, 0770);
+  Context member = User(1000, 1000, {50, 100});
+  Context outsider = User(2000, 2000, {50});
+  Ino f = File(shared, "f", 0640, member);
+  EXPECT_EQ(A(f).uid, 1000u);
+  EXPECT_EQ(A(f).gid, 1000u);
+  EXPECT_ERRNO(meta_->Mknod(outsider, shared, "g", FileType::kFile, 0644, 0), EACCES);
+  EXPECT_ERRNO(meta_->Lookup(outsider, shared, "f"), EACCES);
+  EXPECT_ERRNO(meta_->Unlink(outsider, shared, "f"), EACCES);
+  EXPECT_OK(meta_->Access(member, shared, R_OK | W_OK | X_OK));
+  EXPECT_ERRNO(meta_->Access(outsider, shared, X_OK), EACCES);
+  EXPECT_OK(meta_->Access(outsider, shared, F_OK));
+  // Owner bits decide for the owner even when group bits would allow more.
+  Chown(f, 1000, 100, 0460);
+  EXPECT_ERRNO(meta_->Access(member, f, W_OK), EACCES);
+  EXPECT_OK(meta_->Access(User(3000, 3000, {100}), f, R_OK | W_OK));
+  // Root passes rwx checks but needs an x bit to execute a file.
+  Chown(f, 1000, 100, 0644);
+  EXPECT_ERRNO(meta_->Access(root_, f, X_OK), EACCES);
+  EXPECT_OK(meta_->Access(root_, f, R_OK | W_OK));
+  Context nocheck = outsider;
+  nocheck.check_permission = false;
+  EXPECT_OK(meta_->Mknod(nocheck, shared, "g", FileType::kFile, 0644, 0));
+}
+
+TEST_P(MetaTest, StickyDirectoryRestrictsRemoval) {
+  Ino tmp = Dir(kRootIno, "tmp");
+  Chown(tmp, 500, 500, 01777);
+  Context alice = User(1000, 1000), bob = User(1001, 1001), owner = User(500, 500);
+  File(tmp, "a1", 0666, alice);
+  File(tmp, "a2", 0666, alice);
+  File(tmp, "a3", 0666, alice);
+  Dir(tmp, "ad", 0777, alice);
+  EXPECT_ERRNO(meta_->Unlink(bob, tmp, "a1"), EPERM);
+  EXPECT_ERRNO(meta_->Rename(bob, tmp, "a1", tmp, "b1", 0), EPERM);
+  EXPECT_ERRNO(meta_->Rmdir(bob, tmp, "ad"), EPERM);
+  File(tmp, "b", 0666, bob);
+  EXPECT_ERRNO(meta_->Rename(bob, tmp, "b", tmp, "a1", 0), EPERM);  // would replace alice's
+  EXPECT_OK(meta_->Unlink(alice, tmp, "a1"));
+  EXPECT_OK(meta_->Unlink(owner, tmp, "a2"));
+  EXPECT_OK(meta_->Unlink(root_, tmp, "a3"));
+  EXPECT_OK(meta_->Rmdir(alice, tmp, "ad"));
+}
+
+TEST_P(MetaTest, SetgidDirectoryIsInherited) {
+  Ino d = Dir(kRootIno, "proj");
+  Chown(d, 1000, 100, 02777);
+  Context member = User(1000, 1000, {100});
+  Context outsider = User(2000, 2000);
+  Entry f = Must(meta_->Mknod(outsider, d, "f", FileType::kFile, 02755, 0), "f");
+  EXPECT_EQ(f.attr.gid, 100u);
+  EXPECT_EQ(f.attr.mode, 0755u);  // S_ISGID dropped: not in the group
+  Entry g = Must(meta_->Mknod(member, d, "g", FileType::kFile, 02755, 0), "g");
+  EXPECT_EQ(g.attr.mode, 02755u);
+  Entry sub = Must(meta_->Mkdir(outsider, d, "sub", 0755), "sub");
+  EXPECT_EQ(sub.attr.gid, 100u);
+  EXPECT_EQ(sub.attr.mode, 02755u);
+  Entry deeper = Must(meta_->Mkdir(outsider, sub.ino, "deeper", 0700), "deeper");
+  EXPECT_EQ(deeper.attr.gid, 100u);
+  EXPECT_EQ(deeper.attr.mode & S_ISGID, static_cast<uint32_t>(S_ISGID));
+  Ino plain = Dir(kRootIno, "plain", 0777);
+  EXPECT_EQ(Must(meta_->Mkdir(outsider, plain, "x", 0755), "x").attr.gid, 2000u);
+}
+
+// ---- SetAttr ----
+
+TEST_P(MetaTest, ChmodRules) {
+  Ino f = File(kRootIno, "f");
+  Chown(f, 1000, 100, 0644);
+  SetAttrRequest r;
+  r.mask = kSetMode;
+  r.mode = 02755;
+  EXPECT_ERRNO(meta_->SetAttr(User(2000, 100), f, r), EPERM);
+  auto a = meta_->SetAttr(User(1000, 1000), f, r);  // owner, not in group 100
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->mode, 0755u);
+  a = meta_->SetAttr(User(1000, 1000, {100}), f, r);
+  EXPECT_EQ(a->mode, 02755u);
+  EXPECT_GT(a->ctime, 0);
+  EXPECT_EQ(A(f).mode, 02755u);
+  r.mode = 04711;
+  EXPECT_EQ(meta_->SetAttr(root_, f, r)->mode, 04711u);
+}
+
+TEST_P(MetaTest, ChownRules) {
+  Ino f = File(kRootIno, "f");
+  Chown(f, 1000, 1000, 06755);
+  Context owner = User(1000, 1000, {100});
+  SetAttrRequest r;
+  r.mask = kSetUid;
+  r.uid = 2000;
+  EXPECT_ERRNO(meta_->SetAttr(owner, f, r), EPERM);
+  r.uid = 1000;
+  EXPECT_OK(meta_->SetAttr(owner, f, r));  // to itself: allowed, and kills suid/sgid
+  EXPECT_EQ(A(f).mode, 0755u);
+  Chown(f, 1000, 1000, 06755);
+  r.mask = kSetGid;
+  r.gid = 200;
+  EXPECT_ERRNO(meta_->SetAttr(owner, f, r), EPERM);  // not a member of 200
+  EXPECT_ERRNO(meta_->SetAttr(User(3000, 100), f, r), EPERM);
+  r.gid = 100;
+  auto a = meta_->SetAttr(owner, f, r);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->gid, 100u);
+  EXPECT_EQ(a->mode, 0755u);
+  Chown(f, 1000, 100, 06755);
+  r.mask = kSetUid | kSetGid;
+  r.uid = 5;
+  r.gid = 6;
+  a = meta_->SetAttr(root_, f, r);  // root too clears suid/sgid of a non-directory
+  EXPECT_EQ(a->uid, 5u);
+  EXPECT_EQ(a->gid, 6u);
+  EXPECT_EQ(a->mode, 0755u);
+  Chown(f, 1000, 100, 02644);  // sgid without group exec (a locking marker) stays
+  r.mask = kSetGid;
+  r.gid = 7;
+  EXPECT_EQ(meta_->SetAttr(root_, f, r)->mode, 02644u);
+  Ino d = Dir(kRootIno, "d");
+  Chown(d, 1000, 100, 02755);
+  r.gid = 8;
+  EXPECT_EQ(meta_->SetAttr(root_, d, r)->mode, 02755u);  // directories keep it
+}
+
+TEST_P(MetaTest, UtimesRulesAndTruncateThroughSetAttr) {
+  Ino f = File(kRootIno, "f");
+  Chown(f, 1000, 100, 0664);
+  SetAttrRequest r;
+  r.mask = kSetAtime | kSetMtime;
+  r.atime = 1'000'000'123;
+  r.mtime = 2'000'000'456;
+  EXPECT_ERRNO(meta_->SetAttr(User(2000, 100), f, r), EPERM);  // a writer, not the owner
+  auto a = meta_->SetAttr(User(1000, 1000), f, r);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->atime, 1'000'000'123);
+  EXPECT_EQ(a->mtime, 2'000'000'456);
+  r.mask = kSetAtimeNow | kSetMtimeNow;
+  const int64_t before = NowNanos();
+  a = meta_->SetAttr(User(2000, 100), f, r);  // a writer may set "now"
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_GE(a->mtime, before);
+  EXPECT_ERRNO(meta_->SetAttr(User(3000, 3000), f, r), EACCES);
+  r.mask = kSetSize;
+  r.size = 12345;
+  a = meta_->SetAttr(root_, f, r);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->length, 12345u);
+  EXPECT_EQ(A(f).length, 12345u);
+  r.mask = kSetSize | kSetMode;
+  r.size = 10;
+  r.mode = 0600;
+  a = meta_->SetAttr(root_, f, r);
+  EXPECT_EQ(a->length, 10u);
+  EXPECT_EQ(a->mode, 0600u);
+  EXPECT_ERRNO(meta_->SetAttr(root_, 777777, r), ENOENT);
+}
+
+// ---- open files ----
+
+TEST_P(MetaTest, CreateOpensAndHonoursExcl) {
+  auto c = meta_->Create(root_, kRootIno, "f", 0644, O_RDWR | O_CREAT | O_EXCL);
+  ASSERT_TRUE(c.has_value()) << c.error().ToString();
+  EXPECT_TRUE(RawGet(keys::Open(c->ino, 0)).has_value());
+  EXPECT_ERRNO(meta_->Create(root_, kRootIno, "f", 0644, O_RDWR | O_CREAT | O_EXCL), EEXIST);
+  auto again = meta_->Create(root_, kRootIno, "f", 0600, O_RDWR | O_CREAT);
+  ASSERT_TRUE(again.has_value()) << again.error().ToString();
+  EXPECT_EQ(again->ino, c->ino);
+  EXPECT_EQ(again->attr.mode, 0644u);
+  Dir(kRootIno, "d");
+  EXPECT_ERRNO(meta_->Create(root_, kRootIno, "d", 0644, O_RDONLY | O_CREAT), EISDIR);
+  ASSERT_OK(meta_->Close(c->ino));
+  EXPECT_TRUE(RawGet(keys::Open(c->ino, 0)).has_value());  // still open once
+  ASSERT_OK(meta_->Close(c->ino));
+  EXPECT_FALSE(RawGet(keys::Open(c->ino, 0)).has_value());
+  EXPECT_ERRNO(meta_->Close(c->ino), EBADF);
+}
+
+TEST_P(MetaTest, OpenChecksAccessMode) {
+  Ino f = File(kRootIno, "f");
+  Chown(f, 1000, 1000, 0444);
+  Context u = User(1000, 1000);
+  EXPECT_ERRNO(meta_->Open(u, f, O_WRONLY), EACCES);
+  EXPECT_ERRNO(meta_->Open(u, f, O_RDWR), EACCES);
+  EXPECT_ERRNO(meta_->Open(u, f, O_RDONLY | O_TRUNC), EACCES);
+  auto a = meta_->Open(u, f, O_RDONLY);
+  ASSERT_TRUE(a.has_value()) << a.error().ToString();
+  EXPECT_EQ(a->mode, 0444u);
+  EXPECT_OK(meta_->Close(f));
+  Ino d = Dir(kRootIno, "d");
+  EXPECT_ERRNO(meta_->Open(root_, d, O_WRONLY), EISDIR);
+  EXPECT_OK(meta_->Open(root_, d, O_RDONLY));
+  EXPECT_OK(meta_->Close(d));
+  EXPECT_ERRNO(meta_->Open(root_, 8888888, O_RDONLY), ENOENT);
+}
+
+TEST_P(MetaTest, UnlinkedButOpenSurvivesUntilLastClose) {
+  Ino f = File(kRootIno, "f");
+  ASSERT_OK(meta_->Truncate(root_, f, 5000));
+  ASSERT_OK(meta_->Open(root_, f, O_RDWR));
+  ASSERT_OK(meta_->Open(root_, f, O_RDONLY));
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "f"));
+  EXPECT_ERRNO(meta_->Lookup(root_, kRootIno, "f"), ENOENT);
+  Attr a = A(f);
+  EXPECT_EQ(a.nlink, 0u);
+  EXPECT_EQ(a.length, 5000u);
+  EXPECT_ERRNO(meta_->Link(root_, f, kRootIno, "back"), ENOENT);
+  ASSERT_OK(meta_->Truncate(root_, f, 6000));  // still usable
+  EXPECT_TRUE(RawKeys("D").empty());
+  ASSERT_OK(meta_->Close(f));
+  EXPECT_EQ(A(f).nlink, 0u);
+  ASSERT_OK(meta_->Close(f));
+  EXPECT_ERRNO(meta_->GetAttr(f), ENOENT);
+  EXPECT_TRUE(RawGet(keys::DelFile(f, 6000)).has_value());
+  EXPECT_EQ(meta_->GetStatFs(kRootIno)->used_space, 0u);
+  EXPECT_EQ(meta_->GetStatFs(kRootIno)->used_inodes, 0u);
+}
+
+TEST_P(MetaTest, OpenInAnotherSessionKeepsTheInodeAndStaleCleanupRemovesIt) {
+  ASSERT_TRUE(meta_->NewSession(SessionInfo{0, "host-a", 1, "/mnt/a", "test", 0, 0}));
+  auto other = OpenClient();
+  ASSERT_NE(other, nullptr);
+  Ino f = File(kRootIno, "f");
+  ASSERT_OK(other->Open(root_, f, O_RDONLY));
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "f"));
+  EXPECT_EQ(A(f).nlink, 0u);
+  auto sessions = meta_->ListSessions();
+  ASSERT_TRUE(sessions.has_value());
+  ASSERT_EQ(sessions->size(), 2u);
+  EXPECT_EQ((*sessions)[0].host, "host-a");
+  EXPECT_GT((*sessions)[1].heartbeat, 0);
+  ASSERT_OK(meta_->Heartbeat());
+  auto none = meta_->CleanStaleSessions(60'000'000'000LL);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(*none, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_OK(meta_->Heartbeat());
+  auto cleaned = meta_->CleanStaleSessions(10'000'000);  // other's heartbeat is >10 ms old
+  ASSERT_TRUE(cleaned.has_value()) << cleaned.error().ToString();
+  EXPECT_EQ(*cleaned, 1);
+  EXPECT_ERRNO(meta_->GetAttr(f), ENOENT);
+  EXPECT_EQ(meta_->ListSessions()->size(), 1u);
+  EXPECT_ERRNO(other->Heartbeat(), ESTALE);
+}
+
+TEST_P(MetaTest, CloseSessionRemovesItsUnlinkedFiles) {
+  ASSERT_TRUE(meta_->NewSession(SessionInfo{}));
+  Ino f = File(kRootIno, "f"), g = File(kRootIno, "g");
+  ASSERT_OK(meta_->Open(root_, f, O_RDONLY));
+  ASSERT_OK(meta_->Open(root_, g, O_RDONLY));
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "f"));
+  ASSERT_OK(meta_->CloseSession());
+  EXPECT_ERRNO(meta_->GetAttr(f), ENOENT);
+  EXPECT_EQ(A(g).nlink, 1u);  // still linked: only the open record goes
+  EXPECT_TRUE(RawKeys("O").empty());
+  EXPECT_TRUE(RawKeys("SS").empty());
+  EXPECT_TRUE(meta_->ListSessions()->empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, MetaTest, testing::ValuesIn(EngineUrls()), EngineTestName);
+
+}  // namespace
+}  // namespace nexus::meta
