@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <set>
 
 #include "meta/slice_view.h"
@@ -408,6 +409,122 @@ TEST_P(MetaDataTest, CapacityIsEnforcedInTheWriteTransaction) {
   used = RawGet(keys::Counter("usedSpace"), meta.get());
   ASSERT_TRUE(used.has_value());
   EXPECT_EQ(keys::DecodeU64(*used) - before, (856u << 10) - 100);
+}
+
+// Counts the records of every slice in every chunk of the volume and checks the K and L records
+// against them: K exists exactly for slices with 2+ records and holds that count; an L record
+// names a slice no record references.
+void CheckReferences(Meta* meta, const std::string& when) {
+  std::map<std::pair<uint64_t, uint32_t>, uint32_t> count;
+  std::map<std::pair<uint64_t, uint32_t>, uint32_t> k;
+  std::set<std::pair<uint64_t, uint32_t>> l;
+  Status s = meta->engine()->View([&](kv::Txn& txn) -> Status {
+    count.clear();
+    k.clear();
+    l.clear();
+    NX_TRY(txn.ScanPrefix("A", 0, [&](std::string_view key, std::string_view v) {
+      if (key.size() != 14 || key[9] != 'C') return true;
+      std::vector<Slice> recs;
+      EXPECT_TRUE(keys::DecodeSlices(v, &recs).ok());
+      for (const Slice& r : recs) {
+        if (r.id != 0) ++count[{r.id, r.size}];
+      }
+      return true;
+    }));
+    NX_TRY(txn.ScanPrefix("K", 0, [&](std::string_view key, std::string_view v) {
+      k[{GetBE64(key.data() + 1), GetBE32(key.data() + 9)}] = GetBE32(v.data());
+      return true;
+    }));
+    return txn.ScanPrefix("L", 0, [&](std::string_view key, std::string_view) {
+      l.insert({GetBE64(key.data() + 1), GetBE32(key.data() + 9)});
+      return true;
+    });
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  for (const auto& [slice, n] : count) {
+    if (n >= 2) {
+      EXPECT_EQ(k[slice], n) << when << ": slice " << slice.first;
+    } else {
+      EXPECT_EQ(k.count(slice), 0u) << when << ": slice " << slice.first << " has 1 record";
+    }
+    EXPECT_EQ(l.count(slice), 0u) << when << ": referenced slice " << slice.first << " in L";
+  }
+  for (const auto& [slice, n] : k) {
+    EXPECT_GE(count[slice], 2u) << when << ": K of slice " << slice.first << " says " << n;
+  }
+}
+
+// Random writes, copies, truncates, punched holes and compactions (keeping repeated pieces, or
+// into a fresh slice) over three files keep every reference count exact; removing the files
+// then hands every slice to `remove` exactly once.
+TEST_P(MetaDataTest, RandomOperationsKeepReferenceCountsExact) {
+  std::mt19937_64 rng(GetParam().size());
+  std::vector<Ino> files = {NewFile("a"), NewFile("b"), NewFile("c")};
+  std::set<uint64_t> created;
+  std::multiset<uint64_t> removed;
+  auto pick = [&](uint64_t n) { return n ? rng() % n : 0; };
+  auto offset = [&]() {  // near the start of a chunk or just before its end
+    const uint64_t chunk = pick(3);
+    return pick(2) ? chunk * kChunkSize + pick(6000) : (chunk + 1) * kChunkSize - 1 - pick(6000);
+  };
+  for (int op = 0; op < 300; ++op) {
+    const Ino f = files[pick(files.size())];
+    const Ino g = files[pick(files.size())];
+    switch (pick(6)) {
+      case 0: {
+        const uint64_t at = offset();
+        const auto len =
+            static_cast<uint32_t>(std::min<uint64_t>(1 + pick(3000), kChunkSize - at % kChunkSize));
+        Slice s = Write(f, static_cast<uint32_t>(at / kChunkSize),
+                        static_cast<uint32_t>(at % kChunkSize), len);
+        created.insert(s.id);
+        break;
+      }
+      case 1: {
+        auto n = meta_->CopyRange(Context::Root(), f, offset(), g, offset(), 1 + pick(9000));
+        EXPECT_TRUE(n || n.error().code() == EINVAL) << n.error().ToString();
+        break;
+      }
+      case 2:
+        ASSERT_TRUE(meta_->Truncate(Context::Root(), f, pick(4) ? offset() : 0).has_value());
+        break;
+      case 3:
+        EXPECT_OK(meta_->Fallocate(Context::Root(), f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   offset(), 1 + pick(4000)));
+        break;
+      default: {
+        const auto index = static_cast<uint32_t>(pick(3));
+        auto recs = meta_->ReadChunk(f, index).value();
+        if (recs.empty()) break;
+        std::vector<Slice> repl;
+        if (pick(2)) {
+          for (const Slice& p : BuildSliceView(recs)) {
+            if (p.id != 0) repl.push_back(p);
+          }
+        } else {
+          auto view = BuildSliceView(recs);
+          const uint32_t end = view.back().pos + view.back().len;
+          Slice fresh{0, meta_->NewSliceId().value(), end, 0, end};
+          created.insert(fresh.id);
+          repl.push_back(fresh);
+        }
+        ASSERT_OK(meta_->ReplaceChunk(f, index, recs, repl));
+      }
+    }
+    if (op % 25 == 24) {
+      CheckReferences(meta_.get(), "after op " + std::to_string(op));
+      auto r = Cleanup();
+      removed.insert(r.begin(), r.end());
+    }
+  }
+  for (const char* name : {"a", "b", "c"})
+    ASSERT_OK(meta_->Unlink(Context::Root(), kRootIno, name));
+  auto r = Cleanup();
+  removed.insert(r.begin(), r.end());
+  EXPECT_EQ(removed, std::multiset<uint64_t>(created.begin(), created.end()));
+  EXPECT_TRUE(RawKeys("K").empty());
+  EXPECT_TRUE(RawKeys("L").empty());
+  EXPECT_TRUE(RawKeys("D").empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaDataTest, testing::ValuesIn(EngineUrls()), EngineTestName);
