@@ -17,6 +17,8 @@
 namespace nexus::meta {
 namespace {
 
+// Hard links of one file (EMLINK past it). Subdirectories are not limited: a directory's
+// nlink is a 32-bit count, as with ext4's dir_nlink.
 constexpr uint32_t kMaxLinks = 65000;
 
 std::string InoName(Ino ino) { return "inode " + std::to_string(ino); }
@@ -110,9 +112,6 @@ Status MetaImpl::CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std
     NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*found, parent, name));
     *existing = entry.second;
     return Status::Exists(what + ": exists");
-  }
-  if (node.type == FileType::kDir && dir.nlink >= kMaxLinks) {
-    return Status::Errno(EMLINK, what + ": the directory has too many subdirectories");
   }
   NX_TRY(AddInodeTxn(txn));
   const int64_t now = NowNanos();

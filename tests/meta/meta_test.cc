@@ -290,6 +290,13 @@ TEST_P(MetaTest, HardLinksAcrossDirectories) {
   EXPECT_TRUE(RawKeys(keys::ParentPrefix(f)).empty());
   ASSERT_OK(meta_->Unlink(root_, d2, "h"));
   EXPECT_ERRNO(meta_->GetAttr(f), ENOENT);
+  // The link limit, with a count set directly in the engine.
+  Ino many = File(d1, "many");
+  Attr ma = A(many);
+  ma.nlink = 65000;
+  ASSERT_OK(meta_->engine()->Update(
+      [&](kv::Txn& txn) { return txn.Put(keys::Attr(many), keys::EncodeAttr(ma)); }));
+  EXPECT_ERRNO(meta_->Link(root_, many, d2, "one-more"), EMLINK);
 }
 
 TEST_P(MetaTest, UnlinkAndRmdirErrorsAndLinkCounts) {
