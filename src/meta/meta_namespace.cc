@@ -50,6 +50,22 @@ void InitOwner(const Context& ctx, const Attr& dir, FileType type, uint32_t mode
   a->mode = mode;
 }
 
+// Errors that only a transaction body returns (never an engine's commit), so the transaction
+// surely did not commit.
+bool RefusedByBody(const Status& s) {
+  switch (s.code()) {
+    case EEXIST:
+    case ENOENT:
+    case ENOTDIR:
+    case EACCES:
+    case EPERM:
+    case ENOSPC:
+      return true;
+    default:
+      return false;
+  }
+}
+
 Status NotDir(Ino ino, std::string_view op) {
   return Status::Errno(ENOTDIR, std::string(op) + ": " + InoName(ino) + " is not a directory");
 }
@@ -150,8 +166,10 @@ Result<Entry> MetaImpl::CreateNode(const Context& ctx, Ino parent, std::string_v
     return open ? RegisterOpenTxn(txn, ino) : Status::OK();
   });
   if (!s.ok()) {
-    std::lock_guard<std::mutex> lock(alloc_mu_);
-    if (next_ino_ == ino + 1) next_ino_ = ino;  // unused: give it back to the batch
+    if (RefusedByBody(s)) {  // surely not committed: give the number back to the batch
+      std::lock_guard<std::mutex> lock(alloc_mu_);
+      if (next_ino_ == ino + 1) next_ino_ = ino;
+    }
     return Err(s);
   }
   if (open) {
