@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <set>
+#include <thread>
 
 #include "common/clock.h"
 #include "meta_data_fixture.h"
@@ -639,6 +642,66 @@ TEST_P(MetaTest, CloseSessionRemovesItsUnlinkedFiles) {
   EXPECT_TRUE(RawKeys("O").empty());
   EXPECT_TRUE(RawKeys("SS").empty());
   EXPECT_TRUE(meta_->ListSessions()->empty());
+}
+
+// ---- concurrency and mounts of a subdirectory ----
+
+TEST_P(MetaTest, ConcurrentCreatesAndLinksKeepCountsExact) {
+  Ino d = Dir(kRootIno, "d");
+  Ino target = File(kRootIno, "target");
+  constexpr int kThreads = 4, kPer = 150;
+  std::vector<std::vector<Ino>> made(kThreads);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) {
+        const std::string n = std::to_string(t) + "_" + std::to_string(i);
+        auto e = meta_->Mknod(root_, d, "f" + n, FileType::kFile, 0644, 0);
+        auto s = i % 2 ? meta_->Mkdir(root_, d, "s" + n, 0755) : Result<Entry>(Entry{});
+        Status l = internal::ToStatus(meta_->Link(root_, target, d, "l" + n));
+        Status u = i % 3 == 0 ? meta_->Unlink(root_, d, "l" + n) : Status::OK();
+        if (!e || !s || !l.ok() || !u.ok()) {
+          failures++;
+          continue;
+        }
+        made[t].push_back(e->ino);
+        if (i % 2) made[t].push_back(s->ino);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::set<Ino> unique;
+  for (auto& v : made) unique.insert(v.begin(), v.end());
+  const size_t dirs = kThreads * (kPer / 2), files = kThreads * kPer;
+  const size_t links = kThreads * (kPer - (kPer + 2) / 3);
+  EXPECT_EQ(unique.size(), files + dirs);
+  EXPECT_EQ(Names(d).size(), files + dirs + links);
+  EXPECT_EQ(A(d).nlink, 2 + dirs);
+  EXPECT_EQ(A(target).nlink, 1 + links);
+  EXPECT_EQ(meta_->GetStatFs(kRootIno)->used_inodes, files + dirs + 2);
+}
+
+TEST_P(MetaTest, SubdirMountSeesTheSubdirectoryAsRoot) {
+  Ino d = Dir(kRootIno, "export");
+  Ino inner = File(d, "inner");
+  MetaOptions opts;
+  opts.subdir_root = d;
+  auto sub = Meta::Create(std::make_unique<BorrowedEngine>(meta_->engine()), opts);
+  ASSERT_TRUE(sub->Load().has_value());
+  auto e = sub->Lookup(root_, kRootIno, "inner");
+  ASSERT_TRUE(e.has_value()) << e.error().ToString();
+  EXPECT_EQ(e->ino, inner);
+  EXPECT_EQ(e->attr.parent, kRootIno);
+  auto made = sub->Mkdir(root_, kRootIno, "new", 0755);
+  ASSERT_TRUE(made.has_value());
+  EXPECT_EQ(made->attr.parent, kRootIno);
+  EXPECT_EQ(A(made->ino).parent, d);
+  EXPECT_EQ(sub->GetAttr(kRootIno)->nlink, 3u);
+  EXPECT_EQ(sub->Lookup(root_, kRootIno, "..")->ino, kRootIno);
+  EXPECT_EQ(sub->Lookup(root_, made->ino, "..")->ino, kRootIno);
+  EXPECT_ERRNO(sub->Lookup(root_, kRootIno, "export"), ENOENT);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaTest, testing::ValuesIn(EngineUrls()), EngineTestName);
