@@ -120,6 +120,11 @@ Status MetaImpl::CheckOpen(const Context& ctx, const Attr& attr, Ino ino, int fl
 }
 
 Status MetaImpl::RegisterOpenTxn(kv::Txn& txn, Ino ino) {
+  // Rewriting the attribute record (unchanged) makes a concurrent unlink, which reads it and
+  // looks for O records, conflict with this open: the O record is new, so the unlink's scan of
+  // them could not notice it by itself.
+  NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
+  NX_TRY(PutAttrTxn(txn, ino, attr));
   NX_TRY(txn.Put(keys::Open(ino, sid_), ""));
   return txn.Put(keys::Sustained(sid_, ino), "");
 }
