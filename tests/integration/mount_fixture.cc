@@ -104,6 +104,7 @@ void MountTest::SetUp() {
   char tmpl[] = "/tmp/nexusfs-it.XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr) << std::strerror(errno);
   work_ = tmpl;
+  ASSERT_EQ(chmod(work_.c_str(), 0755), 0);  // tests that run as nobody must reach the mount
   mnt_ = work_ + "/mnt";
   log_ = work_ + "/mount.log";
   meta_url_ = "rocksdb://" + work_ + "/meta";
@@ -117,7 +118,9 @@ void MountTest::SetUp() {
 
 void MountTest::Mount(const std::vector<std::string>& extra) {
   mount_args_ = extra;
-  std::vector<std::string> argv = {NEXUSFS_BIN, "mount", meta_url_, mnt_, "-d", "--log", log_};
+  // allow_other: tests that switch to another uid must be let into the mount.
+  std::vector<std::string> argv = {NEXUSFS_BIN, "mount", meta_url_, mnt_,         "-d",
+                                   "--log",     log_,    "-o",      "allow_other"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   std::string out;
   int rc = RunCommand(argv, &out);

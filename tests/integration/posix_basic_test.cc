@@ -166,6 +166,7 @@ TEST_F(PosixTest, UnlinkedOpenFileStaysReadable) {
 TEST_F(PosixTest, PermissionsAsNonRoot) {
   ASSERT_EQ(mkdir(P("closed").c_str(), 0755), 0);
   ASSERT_EQ(mkdir(P("open").c_str(), 0777), 0);
+  ASSERT_EQ(chmod(P("open").c_str(), 0777), 0);  // mkdir is subject to the umask
   WriteFile(P("secret"), "s");
   ASSERT_EQ(chmod(P("secret").c_str(), 0600), 0);
   WriteFile(P("public"), "p");
