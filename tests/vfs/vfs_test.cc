@@ -1,0 +1,280 @@
+// Vfs over the real Meta (mem:// engine) and ChunkStore (mem:// objects), without FUSE:
+// streaming readdir with small batches, internal files, close-to-open between two clients,
+// O_APPEND, SEEK_DATA/SEEK_HOLE, truncate of pending data, and lock waits.
+#include "vfs/vfs.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <thread>
+
+#include "chunk/chunk_store.h"
+#include "meta/kv/engine.h"
+#include "meta/meta.h"
+#include "object/object_store.h"
+
+namespace nexus::vfs {
+namespace {
+
+#define ASSERT_OK(expr)                                       \
+  do {                                                        \
+    ::nexus::Status _s = ::nexus::internal::ToStatus((expr)); \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString();   \
+  } while (0)
+
+// A second client's view of one engine (two mounts sharing a volume).
+class BorrowedEngine : public kv::Engine {
+ public:
+  explicit BorrowedEngine(kv::Engine* inner) : inner_(inner) {}
+  Status Update(const std::function<Status(kv::Txn&)>& body) override {
+    return inner_->Update(body);
+  }
+  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
+  Status Sync() override { return inner_->Sync(); }
+  std::string Name() const override { return inner_->Name(); }
+
+ private:
+  kv::Engine* inner_;
+};
+
+struct Client {
+  std::unique_ptr<meta::Meta> meta;
+  std::unique_ptr<chunk::ChunkStore> chunks;
+  std::unique_ptr<Vfs> vfs;
+};
+
+class VfsTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    auto engine = kv::Engine::Open("mem://");
+    ASSERT_TRUE(engine) << engine.error().ToString();
+    engine_ = engine->get();
+    auto store = object::ObjectStore::Open("mem://");
+    ASSERT_TRUE(store) << store.error().ToString();
+    store_ = std::move(*store);
+    auto m = meta::Meta::Create(std::move(*engine));
+    meta::Format f;
+    f.name = "vfstest";
+    f.uuid = "00000000-0000-0000-0000-000000000001";
+    f.storage = "mem";
+    f.block_size = 64 << 10;
+    ASSERT_OK(m->Format(f, false));
+    ASSERT_OK(m->Load());
+    a_ = MakeClient(std::move(m));
+  }
+
+  Client MakeClient(std::unique_ptr<meta::Meta> m, size_t batch = 7) {
+    Client c;
+    c.meta = std::move(m);
+    chunk::ChunkOptions co;
+    co.block_size = 64 << 10;
+    co.prefix = "vfstest/";
+    co.background = false;
+    auto chunks = chunk::ChunkStore::Open(c.meta.get(), store_.get(), co);
+    EXPECT_TRUE(chunks) << chunks.error().ToString();
+    if (chunks) c.chunks = std::move(*chunks);
+    VfsOptions vo;
+    vo.readdir_batch = batch;
+    vo.mount_options_json = R"({"mountpoint":"/test"})";
+    c.vfs = std::make_unique<Vfs>(c.meta.get(), c.chunks.get(), vo);
+    return c;
+  }
+
+  Client SecondClient() {
+    auto m = meta::Meta::Create(std::make_unique<BorrowedEngine>(engine_));
+    EXPECT_TRUE(m->Load());
+    return MakeClient(std::move(m));
+  }
+
+  // Creates, writes and releases `name` in the root; returns its inode.
+  Ino WriteNew(Vfs& v, const std::string& name, const std::string& data) {
+    auto c = v.Create(ctx_, meta::kRootIno, name, 0644, O_RDWR);
+    EXPECT_TRUE(c) << c.error().ToString();
+    if (!c) return 0;
+    EXPECT_TRUE(v.Write(ctx_, c->entry.ino, c->open.fh, 0, data.data(), data.size()));
+    EXPECT_TRUE(v.Release(c->entry.ino, c->open.fh, std::nullopt).ok());
+    return c->entry.ino;
+  }
+
+  std::string ReadAll(Vfs& v, Ino ino) {
+    auto o = v.Open(ctx_, ino, O_RDONLY);
+    if (!o) return "<open: " + o.error().ToString() + ">";
+    std::string out(o->attr.length + 100, '\0');
+    auto n = v.Read(ctx_, ino, o->fh, 0, out.data(), out.size());
+    (void)v.Release(ino, o->fh, std::nullopt);
+    if (!n) return "<read: " + n.error().ToString() + ">";
+    out.resize(*n);
+    return out;
+  }
+
+  meta::Context ctx_;
+  kv::Engine* engine_ = nullptr;
+  std::unique_ptr<object::ObjectStore> store_;
+  Client a_;
+};
+
+TEST_F(VfsTest, ReadDirStreamsInSmallBatchesAndRestartsOnSeek) {
+  std::set<std::string> want;
+  for (int i = 0; i < 100; ++i) {
+    std::string name = "f" + std::to_string(i);
+    ASSERT_TRUE(a_.vfs->Mknod(ctx_, meta::kRootIno, name, S_IFREG | 0644, 0));
+    want.insert(name);
+  }
+  auto fh = a_.vfs->OpenDir(ctx_, meta::kRootIno, 0);
+  ASSERT_TRUE(fh);
+  std::vector<std::string> names;
+  uint64_t off = 0;
+  for (int calls = 0; calls < 1000; ++calls) {  // 10 entries per call, like a small buffer
+    size_t taken = 0;
+    ASSERT_OK(a_.vfs->ReadDir(ctx_, meta::kRootIno, *fh, off, calls % 2 == 1,
+                              [&](const meta::DirEntry& e, uint64_t next) {
+                                if (taken == 10) return false;
+                                names.push_back(e.name);
+                                off = next;
+                                ++taken;
+                                return true;
+                              }));
+    if (taken == 0) break;
+  }
+  ASSERT_EQ(names.size(), 102u);
+  EXPECT_EQ(names[0], ".");
+  EXPECT_EQ(names[1], "..");
+  std::set<std::string> got(names.begin() + 2, names.end());
+  EXPECT_EQ(got, want);
+  // A seek back to entry index 50 (telldir/seekdir) restarts the scan and skips forward.
+  std::vector<std::string> again;
+  ASSERT_OK(
+      a_.vfs->ReadDir(ctx_, meta::kRootIno, *fh, 50, false, [&](const meta::DirEntry& e, uint64_t) {
+        again.push_back(e.name);
+        return again.size() < 5;
+      }));
+  ASSERT_EQ(again.size(), 5u);
+  EXPECT_EQ(again[0], names[50]);
+  EXPECT_EQ(again[3], names[53]);
+  ASSERT_OK(a_.vfs->ReleaseDir(meta::kRootIno, *fh));
+}
+
+TEST_F(VfsTest, InternalFilesAreFoundButNotListed) {
+  auto e = a_.vfs->Lookup(ctx_, meta::kRootIno, ".stats");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ino, kStatsIno);
+  EXPECT_GT(e->ino, meta::kMaxMetaIno);
+  std::string stats = ReadAll(*a_.vfs, kStatsIno);
+  EXPECT_NE(stats.find("nexusfs_vfs_ops_total{op=\"lookup\"} 1"), std::string::npos) << stats;
+  std::string config = ReadAll(*a_.vfs, kConfigIno);
+  EXPECT_NE(config.find("\"vfstest\""), std::string::npos) << config;
+  EXPECT_NE(config.find("\"/test\""), std::string::npos) << config;
+  EXPECT_EQ(a_.vfs->Open(ctx_, kStatsIno, O_WRONLY).error().code(), EACCES);
+  EXPECT_EQ(a_.vfs->Create(ctx_, meta::kRootIno, ".config", 0644, O_RDWR).error().code(), EEXIST);
+  EXPECT_EQ(a_.vfs->Unlink(ctx_, meta::kRootIno, ".stats").code(), EPERM);
+  auto fh = a_.vfs->OpenDir(ctx_, meta::kRootIno, 0);
+  ASSERT_TRUE(fh);
+  std::vector<std::string> names;
+  ASSERT_OK(
+      a_.vfs->ReadDir(ctx_, meta::kRootIno, *fh, 0, false, [&](const meta::DirEntry& d, uint64_t) {
+        names.push_back(d.name);
+        return true;
+      }));
+  EXPECT_EQ(names, (std::vector<std::string>{".", ".."}));
+}
+
+TEST_F(VfsTest, CloseToOpenBetweenTwoClients) {
+  Client b = SecondClient();
+  Ino ino = WriteNew(*a_.vfs, "shared", "version-1");
+  EXPECT_EQ(ReadAll(*b.vfs, ino), "version-1");
+  auto again = a_.vfs->Open(ctx_, ino, O_RDONLY);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->keep_cache) << "unchanged since this client wrote it";
+  ASSERT_OK(a_.vfs->Release(ino, again->fh, std::nullopt));
+
+  auto w = b.vfs->Open(ctx_, ino, O_WRONLY);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(b.vfs->Write(ctx_, ino, w->fh, 0, "VERSION-2!", 10));
+  ASSERT_OK(b.vfs->Release(ino, w->fh, std::nullopt));  // commits before returning
+
+  auto r = a_.vfs->Open(ctx_, ino, O_RDONLY);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->keep_cache) << "another client changed the file";
+  EXPECT_EQ(r->attr.length, 10u);
+  ASSERT_OK(a_.vfs->Release(ino, r->fh, std::nullopt));
+  EXPECT_EQ(ReadAll(*a_.vfs, ino), "VERSION-2!");
+}
+
+TEST_F(VfsTest, PendingWritesShowInLengthAndTruncateDropsThem) {
+  auto c = a_.vfs->Create(ctx_, meta::kRootIno, "f", 0644, O_RDWR);
+  ASSERT_TRUE(c);
+  std::string data(100000, 'x');
+  ASSERT_TRUE(a_.vfs->Write(ctx_, c->entry.ino, c->open.fh, 0, data.data(), data.size()));
+  auto attr = a_.vfs->GetAttr(c->entry.ino);
+  ASSERT_TRUE(attr);
+  EXPECT_EQ(attr->length, 100000u);
+  meta::SetAttrRequest req;
+  req.mask = meta::kSetSize;
+  req.size = 10;
+  auto t = a_.vfs->SetAttr(ctx_, c->entry.ino, req);
+  ASSERT_TRUE(t) << t.error().ToString();
+  EXPECT_EQ(t->length, 10u);
+  ASSERT_OK(a_.vfs->Release(c->entry.ino, c->open.fh, std::nullopt));
+  EXPECT_EQ(ReadAll(*a_.vfs, c->entry.ino), std::string(10, 'x'));
+}
+
+TEST_F(VfsTest, AppendHandlesWriteAtTheEnd) {
+  Ino ino = WriteNew(*a_.vfs, "log", "first;");
+  auto o = a_.vfs->Open(ctx_, ino, O_WRONLY | O_APPEND);
+  ASSERT_TRUE(o);
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, o->fh, 0, "second;", 7));  // offset ignored
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, o->fh, 0, "third;", 6));
+  ASSERT_OK(a_.vfs->Release(ino, o->fh, std::nullopt));
+  EXPECT_EQ(ReadAll(*a_.vfs, ino), "first;second;third;");
+}
+
+TEST_F(VfsTest, SeekDataAndHole) {
+  auto c = a_.vfs->Create(ctx_, meta::kRootIno, "sparse", 0644, O_RDWR);
+  ASSERT_TRUE(c);
+  Ino ino = c->entry.ino;
+  uint64_t fh = c->open.fh;
+  const uint64_t far = 70ULL << 20;  // second chunk
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, fh, 4096, "data", 4));
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, fh, far, "tail", 4));
+  EXPECT_EQ(*a_.vfs->Lseek(ino, fh, 0, SEEK_DATA), 4096u);
+  EXPECT_EQ(*a_.vfs->Lseek(ino, fh, 0, SEEK_HOLE), 0u);
+  EXPECT_EQ(*a_.vfs->Lseek(ino, fh, 4096, SEEK_HOLE), 4100u);
+  EXPECT_EQ(*a_.vfs->Lseek(ino, fh, 4100, SEEK_DATA), far);
+  EXPECT_EQ(*a_.vfs->Lseek(ino, fh, far + 1, SEEK_HOLE), far + 4);
+  EXPECT_EQ(a_.vfs->Lseek(ino, fh, far + 4, SEEK_DATA).error().code(), ENXIO);
+  EXPECT_EQ(a_.vfs->Lseek(ino, fh, 0, SEEK_END).error().code(), EINVAL);
+  ASSERT_OK(a_.vfs->Release(ino, fh, std::nullopt));
+}
+
+TEST_F(VfsTest, BlockingLockWaitsAndGivesUpWhenInterrupted) {
+  Ino ino = WriteNew(*a_.vfs, "lk", "x");
+  meta::PosixLock w{meta::LockType::kWrite, 0, UINT64_MAX, 1};
+  ASSERT_OK(a_.vfs->SetLk(ino, 1, w, false, nullptr));
+  EXPECT_EQ(a_.vfs->SetLk(ino, 2, w, false, nullptr).code(), EAGAIN);
+  int polls = 0;
+  EXPECT_EQ(a_.vfs->SetLk(ino, 2, w, true, [&] { return ++polls > 2; }).code(), EINTR);
+  std::thread unlocker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ASSERT_OK(a_.vfs->SetLk(ino, 1, {meta::LockType::kUnlock, 0, UINT64_MAX, 1}, false, nullptr));
+  });
+  ASSERT_OK(a_.vfs->SetLk(ino, 2, w, true, [] { return false; }));
+  unlocker.join();
+  EXPECT_EQ(a_.vfs->GetLk(ino, 3, w)->type, meta::LockType::kWrite);
+}
+
+TEST_F(VfsTest, ReadOnlyMountRefusesChanges) {
+  VfsOptions vo;
+  vo.read_only = true;
+  Vfs ro(a_.meta.get(), a_.chunks.get(), vo);
+  EXPECT_EQ(ro.Mkdir(ctx_, meta::kRootIno, "d", 0755).error().code(), EROFS);
+  EXPECT_EQ(ro.Create(ctx_, meta::kRootIno, "f", 0644, O_RDWR).error().code(), EROFS);
+  Ino ino = WriteNew(*a_.vfs, "existing", "abc");
+  EXPECT_EQ(ro.Open(ctx_, ino, O_WRONLY).error().code(), EROFS);
+  EXPECT_EQ(ReadAll(ro, ino), "abc");
+}
+
+}  // namespace
+}  // namespace nexus::vfs
