@@ -16,8 +16,9 @@ namespace nexus::kv {
 
 // A transaction's view of the engine. Reads see the transaction's own writes. Inside
 // Engine::Update, a read of a key makes the transaction conflict if another transaction commits
-// a write to that key before this one commits (serializable for point reads; a Scan also
-// registers the keys it returned).
+// a write to that key before this one commits (serializable for point reads). Scans do not
+// register what they saw: a transaction that must conflict with changes inside a range also
+// reads a key that every such change writes (Meta reads the directory's attributes).
 class Txn {
  public:
   virtual ~Txn() = default;
