@@ -1,0 +1,376 @@
+// The engine conformance suite: the same tests on every kv engine.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "common/encoding.h"
+#include "meta/kv/engine.h"
+
+namespace nexus::kv {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Key(uint64_t i) {
+  std::string k = "k";
+  PutBE64(&k, i);
+  return k;
+}
+
+class EngineTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("nexus-kv-" + std::to_string(getpid()) + "-" + std::to_string(counter_++));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    engine_.reset();
+    fs::remove_all(dir_);
+  }
+  std::string Url() const {
+    if (GetParam() == "mem") return "mem://";
+    if (GetParam() == "rocksdb") return "rocksdb://" + (dir_ / "db").string();
+    return "sqlite3://" + (dir_ / "meta.db").string();
+  }
+  bool Persistent() const { return GetParam() != "mem"; }
+  void Reopen() {
+    engine_.reset();
+    auto e = Engine::Open(Url());
+    ASSERT_TRUE(e) << e.error().ToString();
+    engine_ = std::move(*e);
+  }
+  Status Put(std::string_view k, std::string_view v) {
+    return engine_->Update([&](Txn& t) { return t.Put(k, v); });
+  }
+  std::optional<std::string> Get(std::string_view k) {
+    std::optional<std::string> out;
+    Status s = engine_->View([&](Txn& t) -> Status {
+      NX_ASSIGN_OR_RETURN(out, t.Get(k));
+      return Status::OK();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+  std::vector<std::string> ScanKeys(std::string_view b, std::string_view e, size_t limit) {
+    std::vector<std::string> keys;
+    Status s = engine_->View([&](Txn& t) {
+      keys.clear();
+      return t.Scan(b, e, limit, [&](std::string_view k, std::string_view) {
+        keys.emplace_back(k);
+        return true;
+      });
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return keys;
+  }
+
+  static inline std::atomic<int> counter_{0};
+  fs::path dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_P(EngineTest, PutGetDelete) {
+  EXPECT_FALSE(Get("a"));
+  ASSERT_TRUE(Put("a", "1").ok());
+  EXPECT_EQ(Get("a"), "1");
+  ASSERT_TRUE(Put("a", "2").ok());
+  EXPECT_EQ(Get("a"), "2");
+  ASSERT_TRUE(engine_->Update([](Txn& t) { return t.Delete("a"); }).ok());
+  EXPECT_FALSE(Get("a"));
+  ASSERT_TRUE(Put("empty", "").ok());
+  EXPECT_EQ(Get("empty"), "");
+  ASSERT_TRUE(engine_->Update([](Txn& t) { return t.Delete("never-there"); }).ok());
+}
+
+TEST_P(EngineTest, ScanOrderRangesAndLimits) {
+  ASSERT_TRUE(engine_
+                  ->Update([](Txn& t) -> Status {
+                    for (uint64_t i : {5ULL, 1ULL, 300ULL, 2ULL, 256ULL, 0xff00000000000000ULL})
+                      NX_TRY(t.Put(Key(i), "v"));
+                    NX_TRY(t.Put(std::string("a\0b", 3), "nul"));
+                    NX_TRY(t.Put(std::string("a\xff", 2), "ff"));
+                    NX_TRY(t.Put("b", "b"));
+                    return Status::OK();
+                  })
+                  .ok());
+  auto all = ScanKeys("k", "l", 0);
+  std::vector<std::string> want = {Key(1),   Key(2),   Key(5),
+                                   Key(256), Key(300), Key(0xff00000000000000ULL)};
+  EXPECT_EQ(all, want);
+  EXPECT_EQ(ScanKeys("k", "l", 2), std::vector<std::string>(want.begin(), want.begin() + 2));
+  EXPECT_EQ(ScanKeys(Key(3), Key(300), 0), (std::vector<std::string>{Key(5), Key(256)}));
+  auto a = ScanKeys("a", "b", 0);
+  EXPECT_EQ(a, (std::vector<std::string>{std::string("a\0b", 3), std::string("a\xff", 2)}));
+  // An empty end scans to the end of the key space.
+  auto tail = ScanKeys("k", "", 0);
+  EXPECT_EQ(tail.size(), want.size());
+  auto from_b = ScanKeys("b", "", 0);
+  EXPECT_EQ(from_b.front(), "b");
+  // ScanPrefix and stopping early from the visitor.
+  size_t seen = 0;
+  ASSERT_TRUE(engine_
+                  ->View([&](Txn& t) {
+                    return t.ScanPrefix(
+                        "k", 0, [&](std::string_view, std::string_view) { return ++seen < 3; });
+                  })
+                  .ok());
+  EXPECT_EQ(seen, 3u);
+}
+
+TEST_P(EngineTest, ReadYourWritesInsideTxn) {
+  ASSERT_TRUE(Put(Key(1), "old").ok());
+  ASSERT_TRUE(Put(Key(3), "gone").ok());
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_TRY(t.Put(Key(1), "new"));
+                    NX_TRY(t.Put(Key(2), "two"));
+                    NX_TRY(t.Delete(Key(3)));
+                    NX_ASSIGN_OR_RETURN(auto v, t.Get(Key(1)));
+                    EXPECT_EQ(v, "new");
+                    NX_ASSIGN_OR_RETURN(auto gone, t.Get(Key(3)));
+                    EXPECT_FALSE(gone);
+                    std::vector<std::pair<std::string, std::string>> seen;
+                    NX_TRY(t.ScanPrefix("k", 0, [&](std::string_view k, std::string_view v) {
+                      seen.emplace_back(k, v);
+                      return true;
+                    }));
+                    EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
+                                        {Key(1), "new"}, {Key(2), "two"}}));
+                    NX_ASSIGN_OR_RETURN(auto multi, t.MultiGet({Key(1), Key(2), Key(3)}));
+                    EXPECT_EQ(multi[0], "new");
+                    EXPECT_EQ(multi[1], "two");
+                    EXPECT_FALSE(multi[2]);
+                    return Status::OK();
+                  })
+                  .ok());
+  EXPECT_EQ(Get(Key(2)), "two");
+  EXPECT_FALSE(Get(Key(3)));
+}
+
+TEST_P(EngineTest, FailedBodyLeavesNothing) {
+  Status s = engine_->Update([](Txn& t) -> Status {
+    NX_TRY(t.Put("x", "1"));
+    return Status::Errno(ENOENT, "abort on purpose");
+  });
+  EXPECT_EQ(s.code(), ENOENT);
+  EXPECT_EQ(s.message(), "abort on purpose");
+  EXPECT_FALSE(Get("x"));
+}
+
+TEST_P(EngineTest, ViewIsReadOnly) {
+  Status s = engine_->View([](Txn& t) { return t.Put("x", "1"); });
+  EXPECT_EQ(s.code(), EROFS);
+  EXPECT_FALSE(Get("x"));
+}
+
+TEST_P(EngineTest, ConcurrentIncrementsAreExact) {
+  constexpr int kThreads = 8, kPerThread = 10000;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < kPerThread; ++j) {
+        Status s = engine_->Update([](Txn& t) -> Status {
+          NX_TRY(t.Increment("counter", 1));
+          return Status::OK();
+        });
+        if (!s.ok()) failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  int64_t v = 0;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_ASSIGN_OR_RETURN(v, t.Increment("counter", 0));
+                    return Status::OK();
+                  })
+                  .ok());
+  EXPECT_EQ(v, kThreads * kPerThread);
+}
+
+TEST_P(EngineTest, ConcurrentAddsAreExact) {
+  constexpr int kThreads = 8, kPerThread = 10000;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < kPerThread; ++j) {
+        if (!engine_->Update([](Txn& t) { return t.Add("used", 3); }).ok()) failures++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  int64_t v = 0;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_ASSIGN_OR_RETURN(v, t.Increment("used", -1));
+                    return Status::OK();
+                  })
+                  .ok());
+  EXPECT_EQ(v, 3 * kThreads * kPerThread - 1);
+}
+
+// Transfers between accounts through read-modify-write transactions never lose an update:
+// the total stays the same and every account's balance is accounted for.
+TEST_P(EngineTest, ConcurrentReadModifyWriteLosesNothing) {
+  constexpr int kAccounts = 4, kThreads = 4, kTransfers = 2000;
+  ASSERT_TRUE(engine_
+                  ->Update([](Txn& t) -> Status {
+                    for (int a = 0; a < kAccounts; ++a)
+                      NX_TRY(t.Put("acct" + std::to_string(a), "1000"));
+                    return Status::OK();
+                  })
+                  .ok());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      std::mt19937 rng(i);
+      for (int j = 0; j < kTransfers; ++j) {
+        int from = rng() % kAccounts, to = rng() % kAccounts;
+        Status s = engine_->Update([&](Txn& t) -> Status {
+          std::string fk = "acct" + std::to_string(from), tk = "acct" + std::to_string(to);
+          NX_ASSIGN_OR_RETURN(auto fv, t.Get(fk));
+          NX_TRY(t.Put(fk, std::to_string(std::stoll(*fv) - 1)));
+          NX_ASSIGN_OR_RETURN(auto tv, t.Get(tk));
+          return t.Put(tk, std::to_string(std::stoll(*tv) + 1));
+        });
+        if (!s.ok()) failures++;
+      }
+    });
+  }
+  // Meanwhile, snapshots always see the same total.
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done) {
+      long long total = 0;
+      ASSERT_TRUE(engine_
+                      ->View([&](Txn& t) -> Status {
+                        total = 0;
+                        return t.ScanPrefix("acct", 0, [&](std::string_view, std::string_view v) {
+                          total += std::stoll(std::string(v));
+                          return true;
+                        });
+                      })
+                      .ok());
+      ASSERT_EQ(total, 1000LL * kAccounts);
+    }
+  });
+  for (auto& t : threads) t.join();
+  done = true;
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+  long long total = 0;
+  for (int a = 0; a < kAccounts; ++a) total += std::stoll(*Get("acct" + std::to_string(a)));
+  EXPECT_EQ(total, 1000LL * kAccounts);
+}
+
+TEST_P(EngineTest, LargeValues) {
+  std::string big(1 << 20, '\0');
+  std::mt19937 rng(7);
+  for (auto& c : big) c = static_cast<char>(rng());
+  ASSERT_TRUE(Put("big", big).ok());
+  EXPECT_EQ(Get("big"), big);
+  if (Persistent()) {
+    Reopen();
+    EXPECT_EQ(Get("big"), big);
+  }
+}
+
+// Persistence tests run on the engines that keep data (not mem://).
+class PersistentEngineTest : public EngineTest {};
+
+TEST_P(PersistentEngineTest, ReopenKeepsCommittedData) {
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(Put(Key(i), std::to_string(i)).ok());
+  ASSERT_TRUE(engine_->Update([](Txn& t) { return t.Add("c", 42); }).ok());
+  ASSERT_TRUE(engine_->Sync().ok());
+  Reopen();
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(Get(Key(i)), std::to_string(i));
+  int64_t c = 0;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_ASSIGN_OR_RETURN(c, t.Increment("c", 0));
+                    return Status::OK();
+                  })
+                  .ok());
+  EXPECT_EQ(c, 42);
+  EXPECT_TRUE(engine_->Compact().ok());
+  EXPECT_EQ(Get(Key(999)), "999");
+}
+
+// A child commits numbered transactions and reports each one through a pipe after Update
+// returned; it is killed with SIGKILL mid-stream. Every reported transaction must be there.
+TEST_P(PersistentEngineTest, CommittedTxnsSurviveKill9) {
+  engine_.reset();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(fds[0]);
+    auto e = Engine::Open(Url());
+    if (!e) _exit(3);
+    for (uint64_t i = 1;; ++i) {
+      if (!(*e)->Update([&](Txn& t) { return t.Put(Key(i), "committed"); }).ok()) _exit(4);
+      if (write(fds[1], &i, sizeof i) != sizeof i) _exit(5);
+    }
+  }
+  close(fds[1]);
+  uint64_t last = 0, v;
+  while (last < 2000 && read(fds[0], &v, sizeof v) == sizeof v) last = v;
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(fds[0]);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+  Reopen();
+  for (uint64_t i = 1; i <= last; ++i) ASSERT_EQ(Get(Key(i)), "committed") << "txn " << i;
+}
+
+TEST(EngineOpenTest, BadUrlsGiveClearErrors) {
+  auto unknown = Engine::Open("nosuch://x");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), EINVAL);
+  EXPECT_NE(unknown.error().message().find("nosuch"), std::string::npos);
+  auto redis = Engine::Open("redis://user:secret@127.0.0.1:6379/1");
+  ASSERT_FALSE(redis);
+  EXPECT_EQ(redis.error().message().find("secret"), std::string::npos);
+  EXPECT_FALSE(Engine::Open("rocksdb://"));
+  EXPECT_FALSE(Engine::Open("sqlite3://"));
+  // A rocksdb path that is a file, a sqlite path that is a directory.
+  auto tmp = fs::temp_directory_path() / ("nexus-kv-bad-" + std::to_string(getpid()));
+  fs::create_directories(tmp);
+  { std::ofstream(tmp / "file") << "x"; }
+  auto r = Engine::Open("rocksdb://" + (tmp / "file").string());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ENOTDIR);
+  auto s = Engine::Open("sqlite3://" + tmp.string());
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), EISDIR);
+  // A file that is not a database.
+  { std::ofstream(tmp / "garbage") << std::string(4096, 'g'); }
+  auto notdb = Engine::Open("sqlite3://" + (tmp / "garbage").string());
+  EXPECT_FALSE(notdb);
+  fs::remove_all(tmp);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values("mem", "rocksdb", "sqlite3"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, PersistentEngineTest, ::testing::Values("rocksdb", "sqlite3"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace nexus::kv
