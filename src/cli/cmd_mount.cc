@@ -154,7 +154,7 @@ Status CheckMountPoint(const std::string& mountpoint) {
   struct stat st;
   if (stat(mountpoint.c_str(), &st) != 0) {
     int e = errno;
-    if (e == ENOTCONN) {
+    if (e == ENOTCONN || e == ECONNABORTED) {
       return Status::Errno(e, "mount point " + mountpoint +
                                   " is a dead FUSE mount (its process is gone): run 'nexusfs "
                                   "umount --force " +
@@ -410,7 +410,9 @@ void RunMount(MountArgs a) {
     }
   }
   InitLogging(a.log_level, a.log_file);
+  spdlog::flush_on(spdlog::level::info);  // a daemon's log must be readable while it runs
   int code = Serve(a, p, ready);
+  spdlog::shutdown();
   if (a.background) _exit(code);
   SetExitCode(code);
 }
@@ -477,6 +479,9 @@ void RunUmount(std::string mountpoint, bool force) {
   }
   std::optional<pid_t> pid = ServingPid(mountpoint);
   if (Status s = Unmount(mountpoint, force); !s.ok()) return Fail("umount", s);
+  // A lazy unmount leaves the process serving the descriptors still open; --force stops it
+  // (it flushes what was written and exits; those descriptors then fail with ENOTCONN).
+  if (pid && force) kill(*pid, SIGTERM);
   if (pid && !WaitForExit(*pid, kUmountWaitMs)) {
     return Fail("umount", Status::TimedOut("nexusfs process " + std::to_string(*pid) + " of " +
                                            mountpoint + " is still flushing after " +
@@ -522,7 +527,8 @@ void RegisterUmount(CLI::App& app) {
   auto force = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("umount", "Unmount a volume and wait for its process to finish");
   cmd->add_option("MOUNTPOINT", *mountpoint, "Where the volume is mounted")->required();
-  cmd->add_flag("-f,--force", *force, "Lazy unmount even when busy or dead (MNT_DETACH)");
+  cmd->add_flag("-f,--force", *force,
+                "Detach even when busy or dead (MNT_DETACH) and stop the serving process");
   cmd->callback([mountpoint, force] { RunUmount(*mountpoint, *force); });
 }
 
