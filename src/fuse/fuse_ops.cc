@@ -271,6 +271,12 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto r = V(req)->Open(MakeContext(req), ino, fi->flags);
   if (!r) return ReplyErr(req, r.error(), "open");
   FillOpen(fi, *r);
+  if (!r->keep_cache && !r->direct_io && !Server(req)->options().writeback_cache) {
+    // Close-to-open: the file may have changed elsewhere, and the open reply carries no
+    // attributes; make the kernel fetch them again instead of trusting a cached size. (Attribute
+    // invalidation takes no inode lock, so it is safe inside this request.)
+    fuse_lowlevel_notify_inval_inode(Server(req)->session(), ino, -1, 0);
+  }
   if (fuse_reply_open(req, fi) == -ENOENT) {  // the opener was interrupted: undo the open
     (void)V(req)->Release(ino, r->fh, std::nullopt);
   }

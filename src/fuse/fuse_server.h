@@ -49,6 +49,9 @@ class FuseServer {
 
   vfs::Vfs* vfs() const { return vfs_; }
   const FuseOptions& options() const { return options_; }
+  struct fuse_session* session() const {
+    return se_;
+  }
 
  private:
   FuseServer(vfs::Vfs* vfs, FuseOptions options) : vfs_(vfs), options_(std::move(options)) {}

@@ -107,7 +107,8 @@ void MountTest::SetUp() {
   ASSERT_EQ(chmod(work_.c_str(), 0755), 0);  // tests that run as nobody must reach the mount
   mnt_ = work_ + "/mnt";
   log_ = work_ + "/mount.log";
-  meta_url_ = "rocksdb://" + work_ + "/meta";
+  meta_url_ = MetaScheme() == "sqlite3" ? "sqlite3://" + work_ + "/meta.db"
+                                        : MetaScheme() + "://" + work_ + "/meta";
   ASSERT_EQ(mkdir(mnt_.c_str(), 0755), 0);
   std::string out;
   ASSERT_EQ(

@@ -44,6 +44,9 @@ class MountTest : public ::testing::Test {
   std::string MountLog() const;
 
   std::string P(const std::string& rel) const { return mnt_ + "/" + rel; }
+  // The metadata engine of the volume: "rocksdb" (one process at a time) or "sqlite3" (several
+  // mounts of one volume).
+  virtual std::string MetaScheme() const { return "rocksdb"; }
 
   std::string work_;
   std::string mnt_;
