@@ -56,9 +56,7 @@ Result<Entry> Vfs::Lookup(const Context& ctx, Ino parent, std::string_view name)
     return Entry{*ino, attr};
   }
   NX_ASSIGN_OR_RETURN(Entry e, meta_->Lookup(ctx, parent, name));
-  if (e.attr.type == meta::FileType::kFile) {
-    e.attr.length = std::max(e.attr.length, chunks_->PendingLength(e.ino));
-  }
+  MergePending(e.ino, &e.attr);
   return e;
 }
 
@@ -66,9 +64,7 @@ Result<Attr> Vfs::GetAttr(Ino ino) {
   Count(Op::kGetAttr);
   if (IsInternalIno(ino)) return InternalAttr(ino);
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
-  if (attr.type == meta::FileType::kFile) {
-    attr.length = std::max(attr.length, chunks_->PendingLength(ino));
-  }
+  MergePending(ino, &attr);
   return attr;
 }
 
@@ -77,8 +73,10 @@ Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrReques
   if (IsInternalIno(ino)) return Err(EPERM, "internal files cannot be changed");
   NX_TRY(CheckWritable());
   meta::SetAttrRequest rest = req;
+  // Buffered writes commit first: their commit sets mtime, which must not override a time set
+  // now (cp -p sets times before close), nor outlive a truncate.
+  if (req.mask & (meta::kSetSize | meta::kSetMtime | meta::kSetMtimeNow)) NX_TRY(FlushData(ino));
   if (req.mask & meta::kSetSize) {
-    NX_TRY(FlushData(ino));
     auto truncated = meta_->Truncate(ctx, ino, req.size);
     chunks_->Invalidate(ino);
     if (!truncated) return Err(truncated.error());
@@ -89,9 +87,7 @@ Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrReques
     }
   }
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->SetAttr(ctx, ino, rest));
-  if (attr.type == meta::FileType::kFile) {
-    attr.length = std::max(attr.length, chunks_->PendingLength(ino));
-  }
+  MergePending(ino, &attr);
   return attr;
 }
 
@@ -146,9 +142,7 @@ Result<Entry> Vfs::Link(const Context& ctx, Ino ino, Ino new_parent, std::string
   if (IsInternalIno(ino)) return Err(EPERM, "internal files cannot be linked");
   NX_TRY(CheckNotInternal(new_parent, new_name));
   NX_ASSIGN_OR_RETURN(Entry e, meta_->Link(ctx, ino, new_parent, new_name));
-  if (e.attr.type == meta::FileType::kFile) {
-    e.attr.length = std::max(e.attr.length, chunks_->PendingLength(e.ino));
-  }
+  MergePending(e.ino, &e.attr);
   return e;
 }
 

@@ -215,6 +215,9 @@ class Vfs {
   void RememberSeen(Ino ino, const Attr& attr);
   void UpdateAtime(Ino ino, const Attr& attr);
   Status FlushData(Ino ino);
+  // Extends a file's committed attributes by this client's unflushed writes: the length to
+  // their end, mtime/ctime to the last of them.
+  void MergePending(Ino ino, Attr* attr);
   Result<uint64_t> CurrentLength(Ino ino);
   Status FillDirBatch(const Context& ctx, DirHandle& d, bool plus);
   Status WaitLock(Ino ino, const std::function<Status()>& attempt, bool wait,
@@ -242,6 +245,10 @@ class Vfs {
   // POSIX lock owners per inode that may hold locks, so close drops only what exists.
   std::mutex lock_owners_mu_;
   std::unordered_map<Ino, std::unordered_set<uint64_t>> lock_owners_;
+
+  // Time of the last unflushed write per inode (entries leave when the inode is flushed).
+  std::mutex pending_mu_;
+  std::unordered_map<Ino, int64_t> pending_mtime_;
 
   // Serializes O_APPEND writes of this client per inode (offset = length, then write).
   std::mutex append_mu_;

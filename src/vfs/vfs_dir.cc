@@ -87,9 +87,7 @@ Status Vfs::ReadDir(const Context& ctx, Ino ino, uint64_t fh, uint64_t offset, b
         e.attr.type = e.type;  // removed meanwhile: report what the listing saw
       }
     }
-    if (plus && e.attr.type == meta::FileType::kFile) {
-      e.attr.length = std::max(e.attr.length, chunks_->PendingLength(e.ino));
-    }
+    if (plus) MergePending(e.ino, &e.attr);
     if (!fill(e, j + 3)) return Status::OK();
     ++j;
   }

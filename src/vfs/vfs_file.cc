@@ -60,8 +60,24 @@ OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr) {
 
 Status Vfs::FlushData(Ino ino) {
   Status s = chunks_->Flush(ino);
-  if (!s.ok()) NX_LOG_WARN("flush of inode {} failed: {}", ino, s.ToString());
+  if (!s.ok()) {
+    NX_LOG_WARN("flush of inode {} failed: {}", ino, s.ToString());
+    return s;
+  }
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  pending_mtime_.erase(ino);
   return s;
+}
+
+void Vfs::MergePending(Ino ino, Attr* attr) {
+  if (attr->type != meta::FileType::kFile) return;
+  attr->length = std::max(attr->length, chunks_->PendingLength(ino));
+  std::lock_guard<std::mutex> lock(pending_mu_);
+  auto it = pending_mtime_.find(ino);
+  if (it != pending_mtime_.end()) {
+    attr->mtime = std::max(attr->mtime, it->second);
+    attr->ctime = std::max(attr->ctime, it->second);
+  }
 }
 
 Result<uint64_t> Vfs::CurrentLength(Ino ino) {
@@ -85,7 +101,7 @@ Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
     }
     attr = *truncated;
   }
-  attr.length = std::max(attr.length, chunks_->PendingLength(ino));
+  MergePending(ino, &attr);
   return FinishOpen(ino, flags, attr);
 }
 
@@ -161,6 +177,10 @@ Result<size_t> Vfs::Write(const Context& ctx, Ino ino, uint64_t fh, uint64_t off
     NX_TRY(chunks_->Write(ino, off, data, len));
   }
   bytes_written_.fetch_add(len, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    pending_mtime_[ino] = NowNanos();
+  }
   return len;
 }
 
