@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/clock.h"
+#include "meta/kv/engine.h"
 #include "meta/meta.h"
 #include "vfs/vfs.h"
 #include "vfs/vfs_handles.h"
@@ -50,6 +51,16 @@ std::string Vfs::StatsText() const {
       << "# HELP nexusfs_vfs_open_files Files open through this mount.\n"
       << "# TYPE nexusfs_vfs_open_files gauge\n"
       << "nexusfs_vfs_open_files " << open_files_.load(std::memory_order_relaxed) << "\n";
+  kv::EngineStats es = meta_->engine()->Stats();
+  out << "# HELP nexusfs_meta_txns_total Metadata transactions committed.\n"
+      << "# TYPE nexusfs_meta_txns_total counter\n"
+      << "nexusfs_meta_txns_total " << es.txns << "\n"
+      << "# HELP nexusfs_meta_txn_conflicts_total Transaction bodies re-run after a conflict.\n"
+      << "# TYPE nexusfs_meta_txn_conflicts_total counter\n"
+      << "nexusfs_meta_txn_conflicts_total " << es.conflicts << "\n"
+      << "# HELP nexusfs_meta_txn_failures_total Transactions that gave up.\n"
+      << "# TYPE nexusfs_meta_txn_failures_total counter\n"
+      << "nexusfs_meta_txn_failures_total " << es.failures << "\n";
   return out.str();
 }
 
