@@ -2,8 +2,10 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.h"
+#include "common/url.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
 
@@ -15,7 +17,26 @@ Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url) 
   return meta::Meta::Create(std::move(*engine));
 }
 
+std::string MissingEmbeddedPath(std::string_view meta_url) {
+  auto u = Url::Parse(meta_url);
+  if (!u || !(u->scheme.empty() || u->scheme == "rocksdb" || u->scheme == "sqlite3" ||
+              u->scheme == "sqlite")) {
+    return {};
+  }
+  std::string path = u->scheme.empty() ? u->path : u->host + u->path;
+  std::error_code ec;
+  if (path.empty() || std::filesystem::exists(path, ec)) return {};
+  return path;
+}
+
 Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url) {
+  // Embedded engines create their files on open: refuse a path with nothing there instead of
+  // leaving an empty database behind.
+  if (!MissingEmbeddedPath(meta_url).empty()) {
+    return Err(ENOENT, "volume at " + std::string(meta_url) +
+                           " is not formatted (no such file or directory; run 'nexusfs format' "
+                           "first)");
+  }
   NX_ASSIGN_OR_RETURN(auto m, OpenMetaUnloaded(meta_url));
   auto loaded = m->Load();
   if (!loaded) {

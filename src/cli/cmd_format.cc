@@ -3,7 +3,9 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -71,56 +73,94 @@ Status CheckStore(const meta::Format& f) {
   return ((*store)->Delete(key)).With("object store " + url + ": cannot delete");
 }
 
-void RunFormat(const FormatArgs& a, const CLI::App& cmd) {
-  auto m = OpenMetaUnloaded(a.meta_url);
-  if (!m) return Fail("format", m.error());
-  auto existing = (*m)->Load();
-  if (existing && !a.force) {
-    return Fail("format",
-                Status::Exists("volume '" + existing->name + "' is already formatted at " +
-                               (*m)->engine()->Name() + " (use --force to change its settings)"));
+// Checks the arguments that do not depend on an existing volume, before anything is opened.
+Status ValidateArgs(const FormatArgs& a, const CLI::App& cmd) {
+  if (cmd.count("--storage") && a.storage != "file" && a.storage != "mem" && a.storage != "s3") {
+    return Status::InvalidArgument("storage '" + a.storage + "' is not one of file, mem, s3");
   }
-  if (!existing && !existing.error().IsNotFound()) return Fail("format", existing.error());
+  if (cmd.count("--block-size")) {
+    auto bs = ParseSize(a.block_size);
+    if (!bs) return bs.error();
+    if (*bs < (64 << 10) || *bs > (16 << 20) || (*bs & (*bs - 1)) != 0) {
+      return Status::InvalidArgument("block size " + a.block_size +
+                                     " must be a power of two from 64K to 16M");
+    }
+  }
+  return Status::OK();
+}
 
+// The settings to write: those of `existing` (when --force changes a volume) with the options
+// given on the command line applied, or a new volume's from the options and defaults.
+Result<meta::Format> BuildFormat(const FormatArgs& a, const CLI::App& cmd,
+                                 const meta::Format* existing) {
   meta::Format f = existing ? *existing : meta::Format{};
   if (!existing) {
-    if (Status s = ValidateVolumeName(a.name); !s.ok()) return Fail("format", s);
+    NX_TRY(ValidateVolumeName(a.name));
     f.name = a.name;
     f.uuid = NewUuid();
     f.created = NowNanos();
   } else if (a.name != f.name) {
-    return Fail("format",
-                Status::InvalidArgument("volume at " + (*m)->engine()->Name() + " is named '" +
-                                        f.name + "', not '" + a.name + "'"));
+    return Err(EINVAL, "the volume is named '" + f.name + "', not '" + a.name + "'");
   }
   if (!existing || cmd.count("--storage")) f.storage = a.storage;
   if (!existing || cmd.count("--bucket")) f.bucket = a.bucket.empty() ? DefaultBucket() : a.bucket;
-  if (f.storage != "file" && f.storage != "mem" && f.storage != "s3") {
-    return Fail("format",
-                Status::InvalidArgument("storage '" + f.storage + "' is not one of file, mem, s3"));
-  }
   if (!existing || cmd.count("--block-size")) {
-    auto bs = ParseSize(a.block_size);
-    if (!bs) return Fail("format", bs.error());
-    if (*bs < (64 << 10) || *bs > (16 << 20) || (*bs & (*bs - 1)) != 0) {
-      return Fail("format", Status::InvalidArgument("block size " + a.block_size +
-                                                    " must be a power of two from 64K to 16M"));
+    NX_ASSIGN_OR_RETURN(uint64_t bs, ParseSize(a.block_size));
+    if (existing && bs != f.block_size) {
+      return Err(EINVAL, "the block size of an existing volume cannot change");
     }
-    if (existing && *bs != f.block_size) {
-      return Fail("format",
-                  Status::InvalidArgument("the block size of an existing volume cannot change"));
-    }
-    f.block_size = static_cast<uint32_t>(*bs);
+    f.block_size = static_cast<uint32_t>(bs);
   }
   if (!existing || cmd.count("--capacity")) f.capacity = a.capacity_gib << 30;
   if (!existing || cmd.count("--inodes")) f.inodes = a.inodes;
   if (!existing || cmd.count("--trash-days")) f.trash_days = a.trash_days;
+  return f;
+}
 
-  if (Status s = CheckStore(f); !s.ok()) return Fail("format", s);
-  if (Status s = (*m)->Format(f, a.force); !s.ok()) return Fail("format", s);
+void RunFormat(const FormatArgs& a, const CLI::App& cmd) {
+  if (Status s = ValidateArgs(a, cmd); !s.ok()) return Fail("format", s);
+  // A new embedded volume: check everything, the object store included, before the engine
+  // creates its files, so that a failed format leaves nothing behind.
+  const std::string fresh_path = MissingEmbeddedPath(a.meta_url);
+  std::optional<meta::Format> existing;
+  meta::Format f;
+  if (!fresh_path.empty()) {
+    auto built = BuildFormat(a, cmd, nullptr);
+    if (!built) return Fail("format", built.error());
+    f = *built;
+    if (Status s = CheckStore(f); !s.ok()) return Fail("format", s);
+  }
+  auto m = OpenMetaUnloaded(a.meta_url);
+  if (!m) return Fail("format", m.error());
+  if (fresh_path.empty()) {
+    auto loaded = (*m)->Load();
+    if (loaded && !a.force) {
+      return Fail("format",
+                  Status::Exists("volume '" + loaded->name + "' is already formatted at " +
+                                 (*m)->engine()->Name() + " (use --force to change its settings)"));
+    }
+    if (!loaded && !loaded.error().IsNotFound()) return Fail("format", loaded.error());
+    if (loaded) existing = *loaded;
+    auto built = BuildFormat(a, cmd, existing ? &*existing : nullptr);
+    if (!built) return Fail("format", built.error());
+    f = *built;
+    if (Status s = CheckStore(f); !s.ok()) return Fail("format", s);
+  }
+  Status s = (*m)->Format(f, a.force);
+  std::string engine_name = (*m)->engine()->Name();
+  m->reset();
+  if (!s.ok()) {
+    if (!fresh_path.empty()) {
+      std::error_code ec;
+      for (const char* suffix : {"", "-wal", "-shm"}) {
+        std::filesystem::remove_all(fresh_path + suffix, ec);
+      }
+    }
+    return Fail("format", s);
+  }
   std::printf("%s volume '%s' (uuid %s): metadata in %s, data in %s\n",
               existing ? "Updated" : "Formatted", f.name.c_str(), f.uuid.c_str(),
-              (*m)->engine()->Name().c_str(), StorageUrl(f.storage, f.bucket).c_str());
+              engine_name.c_str(), StorageUrl(f.storage, f.bucket).c_str());
 }
 
 }  // namespace
