@@ -288,6 +288,30 @@ void WriteRunFile(const std::string& mountpoint) {
   if (!out) NX_LOG_WARN("cannot write run file {}", RunFile(mountpoint));
 }
 
+chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
+  chunk::ChunkOptions co;
+  co.block_size = f.block_size;
+  co.prefix = f.name + "/";
+  co.buffer_size = a.buffer_size_mib << 20;
+  co.max_uploads = std::max(1, a.max_uploads);
+  co.cache_dir = a.cache_dir;
+  co.cache_size = a.cache_size_mib << 20;
+  return co;
+}
+
+fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
+                                 const meta::Format& f) {
+  fuse::FuseOptions fo;
+  fo.mountpoint = a.mountpoint;
+  fo.fsname = "nexusfs:" + f.name;
+  fo.mount_options = p.fuse;
+  fo.writeback_cache = p.writeback_cache;
+  fo.attr_timeout = a.attr_cache;
+  fo.entry_timeout = a.entry_cache;
+  fo.dir_entry_timeout = a.dir_entry_cache;
+  return fo;
+}
+
 // Everything after the fork: open, mount, serve, shut down. Returns the exit code.
 int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   auto fail = [&](const Status& s) {
@@ -305,31 +329,18 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   if (!p.read_only) {
     if (Status s = StartSession(m->get(), a.mountpoint); !s.ok()) return fail(s);
   }
-  chunk::ChunkOptions co;
-  co.block_size = f.block_size;
-  co.prefix = f.name + "/";
-  co.buffer_size = a.buffer_size_mib << 20;
-  co.max_uploads = std::max(1, a.max_uploads);
-  co.cache_dir = a.cache_dir;
-  co.cache_size = a.cache_size_mib << 20;
-  auto chunks = chunk::ChunkStore::Open(m->get(), store->get(), co);
-  if (!chunks) return fail(chunks.error().With("chunk store"));
-
+  auto chunks = chunk::ChunkStore::Open(m->get(), store->get(), ChunkOptionsFor(a, f));
+  if (!chunks) {
+    if (!p.read_only) (void)(*m)->CloseSession();
+    return fail(chunks.error().With("chunk store"));
+  }
   vfs::VfsOptions vo;
   vo.atime_mode = *vfs::ParseAtimeMode(a.atime_mode);
   vo.read_only = p.read_only;
   vo.writeback_cache = p.writeback_cache;
   vo.mount_options_json = OptionsJson(a, p);
   vfs::Vfs vfs(m->get(), chunks->get(), vo);
-
-  fuse::FuseOptions fo;
-  fo.mountpoint = a.mountpoint;
-  fo.fsname = "nexusfs:" + f.name;
-  fo.mount_options = p.fuse;
-  fo.writeback_cache = p.writeback_cache;
-  fo.attr_timeout = a.attr_cache;
-  fo.entry_timeout = a.entry_cache;
-  fo.dir_entry_timeout = a.dir_entry_cache;
+  fuse::FuseOptions fo = FuseOptionsFor(a, p, f);
   auto server = fuse::FuseServer::Mount(&vfs, fo);
   if (!server) {
     (void)(*chunks)->Shutdown();
