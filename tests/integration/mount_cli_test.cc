@@ -112,6 +112,24 @@ TEST_F(MountCliTest, MountHelperTranslatesOptions) {
   EXPECT_NE(out.find("-o ro"), std::string::npos) << out;
 }
 
+TEST_F(MountCliTest, WritebackCacheMode) {
+  Unmount();
+  Mount({"-o", "writeback_cache"});
+  std::string config = ReadFile(P(".config"));
+  EXPECT_NE(config.find("\"writeback_cache\": true"), std::string::npos) << config;
+  std::string data = Pattern(5 << 20, 31);
+  WriteFile(P("wb"), data);
+  int fd = open(P("wb").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "appended", 8), 8);
+  ASSERT_EQ(pwrite(fd, "X", 1, 10), 1);  // O_APPEND: Linux appends pwrite data too
+  ASSERT_EQ(close(fd), 0);
+  std::string want = data + "appended" + "X";
+  EXPECT_EQ(ReadFile(P("wb")), want);
+  Remount();
+  EXPECT_EQ(ReadFile(P("wb")), want);
+}
+
 TEST_F(MountCliTest, ReadOnlyMount) {
   WriteFile(P("f"), "data");
   Unmount();
