@@ -73,6 +73,40 @@ TEST_F(AdvancedTest, FlockBetweenProcesses) {
   close(fd);
 }
 
+void OnAlarm(int) {}
+
+// A process blocked on a held lock gets EINTR when a signal interrupts the wait (the kernel
+// sends FUSE_INTERRUPT; the mount gives up the wait).
+TEST_F(AdvancedTest, BlockedLockIsInterruptedBySignal) {
+  WriteFile(P("ilock"), "");
+  int fd = open(P("ilock").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(flock(fd, LOCK_EX), 0);
+  std::string path = P("ilock");
+  pid_t child = fork();
+  if (child == 0) {
+    struct sigaction sa = {};
+    sa.sa_handler = OnAlarm;  // no SA_RESTART: the interrupted call fails with EINTR
+    sigaction(SIGALRM, &sa, nullptr);
+    int other = open(path.c_str(), O_RDWR);
+    alarm(1);
+    int rc = flock(other, LOCK_EX);
+    _exit(rc != 0 && errno == EINTR ? 0 : 1);
+  }
+  int status = 0;
+  for (int i = 0; i < 100 && waitpid(child, &status, WNOHANG) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  bool exited = WIFEXITED(status);
+  if (!exited) {
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+  }
+  EXPECT_TRUE(exited) << "the blocked flock was not interrupted within 10 s";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "flock did not fail with EINTR";
+  close(fd);
+}
+
 TEST_F(AdvancedTest, FcntlLocksBetweenProcesses) {
   WriteFile(P("plock"), std::string(100, 'x'));
   int fd = open(P("plock").c_str(), O_RDWR);
