@@ -281,8 +281,11 @@ Result<uint64_t> Vfs::Lseek(Ino ino, uint64_t fh, uint64_t off, int whence) {
     for (const meta::Slice& p : meta::BuildSliceView(records)) {
       uint64_t end = uint64_t{p.pos} + p.len;
       if (end <= pos) continue;
-      if (whence == SEEK_DATA && p.id != 0)
-        return std::min(base + std::max<uint64_t>(p.pos, pos), length);
+      if (whence == SEEK_DATA && p.id != 0) {
+        uint64_t start = base + std::max<uint64_t>(p.pos, pos);
+        if (start >= length) break;  // stale records past EOF are not data
+        return start;
+      }
       if (whence == SEEK_HOLE) {
         if (p.pos > pos || p.id == 0)
           return std::min(base + std::max<uint64_t>(p.pos, pos), length);
