@@ -7,6 +7,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "meta/slice_view.h"
 #include "meta_data_fixture.h"
@@ -409,6 +410,55 @@ TEST_P(MetaDataTest, CapacityIsEnforcedInTheWriteTransaction) {
   used = RawGet(keys::Counter("usedSpace"), meta.get());
   ASSERT_TRUE(used.has_value());
   EXPECT_EQ(keys::DecodeU64(*used) - before, (856u << 10) - 100);
+}
+
+TEST_P(MetaDataTest, OpenUnlinkedFileKeepsItsDataUntilLastClose) {
+  Ino ino = NewFile("f");
+  Slice a = Write(ino, 0, 0, 100);
+  ASSERT_TRUE(meta_->NewSession(SessionInfo{}).has_value());
+  ASSERT_TRUE(meta_->Open(Context::Root(), ino, O_RDWR).has_value());
+  ASSERT_OK(meta_->Unlink(Context::Root(), kRootIno, "f"));
+  EXPECT_TRUE(Cleanup().empty());
+  EXPECT_EQ(meta_->ReadChunk(ino, 0).value(), std::vector<Slice>{a});
+  Slice b = Write(ino, 1, 0, 10);  // still writable through the open handle
+  ASSERT_OK(meta_->Close(ino));
+  EXPECT_EQ(Cleanup(), (std::multiset<uint64_t>{a.id, b.id}));
+  EXPECT_TRUE(RawKeys("D").empty());
+}
+
+// Writers on several threads race for the last bytes of a small volume: the capacity holds
+// exactly, and usedSpace equals the sum of the file lengths.
+TEST_P(MetaDataTest, ConcurrentWritersNeverExceedTheCapacity) {
+  const uint64_t capacity = 1 << 20;
+  auto meta = OpenVolume("race", capacity);
+  ASSERT_NE(meta, nullptr);
+  std::vector<Ino> files;
+  for (int i = 0; i < 4; ++i) files.push_back(NewFile("f" + std::to_string(i), meta.get()));
+  std::atomic<int> nospc{0};
+  std::vector<std::thread> threads;
+  for (Ino ino : files) {
+    threads.emplace_back([&, ino] {
+      for (uint32_t i = 0; i < 40; ++i) {
+        Slice s{i * 16384, meta->NewSliceId().value(), 16384, 0, 16384};
+        Status st = meta->WriteSlice(ino, 0, s, 0);
+        if (st.code() == ENOSPC) {
+          nospc.fetch_add(1);
+        } else {
+          EXPECT_TRUE(st.ok()) << st.ToString();
+        }
+        if (!st.ok()) break;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GT(nospc.load(), 0);
+  uint64_t total = 0;
+  for (Ino ino : files) total += meta->GetAttr(ino).value().length;
+  auto used = RawGet(keys::Counter("usedSpace"), meta.get());
+  ASSERT_TRUE(used.has_value());
+  EXPECT_EQ(keys::DecodeU64(*used), total);
+  EXPECT_LE(total, capacity);
+  EXPECT_GT(total, capacity - 16384 * 4);
 }
 
 // Counts the records of every slice in every chunk of the volume and checks the K and L records
