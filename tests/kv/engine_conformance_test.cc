@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
@@ -155,6 +156,100 @@ TEST_P(EngineTest, ReadYourWritesInsideTxn) {
                   .ok());
   EXPECT_EQ(Get(Key(2)), "two");
   EXPECT_FALSE(Get(Key(3)));
+}
+
+// A transaction's own writes outside [begin, end) never show in a scan, and limits count the
+// merged result (own puts and deletes included).
+TEST_P(EngineTest, ScanInsideTxnHonoursBoundsAndLimits) {
+  ASSERT_TRUE(engine_
+                  ->Update([](Txn& t) -> Status {
+                    for (uint64_t i = 10; i < 20; ++i) NX_TRY(t.Put(Key(i), "base"));
+                    return Status::OK();
+                  })
+                  .ok());
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_TRY(t.Put(Key(5), "before"));
+                    NX_TRY(t.Put(Key(25), "after"));
+                    NX_TRY(t.Put("z", "far"));
+                    NX_TRY(t.Delete(Key(10)));
+                    NX_TRY(t.Delete(Key(11)));
+                    NX_TRY(t.Put(Key(12), "own"));
+                    NX_TRY(t.Put(Key(15) + "x", "between"));
+                    std::vector<std::string> keys;
+                    auto collect = [&](std::string_view k, std::string_view) {
+                      keys.emplace_back(k);
+                      return true;
+                    };
+                    NX_TRY(t.Scan(Key(10), Key(20), 0, collect));
+                    std::vector<std::string> want = {Key(12), Key(13),       Key(14),
+                                                     Key(15), Key(15) + "x", Key(16),
+                                                     Key(17), Key(18),       Key(19)};
+                    EXPECT_EQ(keys, want);
+                    keys.clear();
+                    NX_TRY(t.Scan(Key(10), Key(20), 3, collect));
+                    EXPECT_EQ(keys, std::vector<std::string>(want.begin(), want.begin() + 3));
+                    keys.clear();
+                    NX_TRY(t.Scan(Key(19), "", 0, collect));
+                    EXPECT_EQ(keys, (std::vector<std::string>{Key(19), Key(25), "z"}));
+                    return Status::OK();
+                  })
+                  .ok());
+}
+
+// Add, Increment and Get inside one transaction see each other; a scan shows the counter.
+TEST_P(EngineTest, CountersInsideOneTxn) {
+  ASSERT_TRUE(engine_->Update([](Txn& t) { return t.Add("ctr", 5); }).ok());
+  ASSERT_TRUE(engine_
+                  ->Update([](Txn& t) -> Status {
+                    NX_TRY(t.Add("ctr", 2));
+                    NX_TRY(t.Add("new", -3));
+                    NX_ASSIGN_OR_RETURN(auto raw, t.Get("ctr"));
+                    EXPECT_TRUE(raw && raw->size() == 8);
+                    NX_ASSIGN_OR_RETURN(int64_t v, t.Increment("ctr", 10));
+                    EXPECT_EQ(v, 17);
+                    NX_TRY(t.Add("ctr", 1));
+                    std::map<std::string, std::string> seen;
+                    NX_TRY(t.Scan("", "", 0, [&](std::string_view k, std::string_view v) {
+                      seen.emplace(k, v);
+                      return true;
+                    }));
+                    EXPECT_EQ(seen.size(), 2u);
+                    EXPECT_EQ(seen["ctr"], std::string("\x12\0\0\0\0\0\0\0", 8));
+                    EXPECT_EQ(seen["new"], std::string("\xfd\xff\xff\xff\xff\xff\xff\xff", 8));
+                    return Status::OK();
+                  })
+                  .ok());
+  auto v = Get("ctr");
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, std::string("\x12\0\0\0\0\0\0\0", 8));
+  int64_t n = 0;
+  ASSERT_TRUE(engine_
+                  ->View([&](Txn& t) -> Status {
+                    NX_ASSIGN_OR_RETURN(auto m, t.MultiGet({"new", "ctr", "none"}));
+                    EXPECT_EQ(m[0], std::string("\xfd\xff\xff\xff\xff\xff\xff\xff", 8));
+                    EXPECT_FALSE(m[2]);
+                    NX_ASSIGN_OR_RETURN(auto raw, t.Get("new"));
+                    n = raw ? static_cast<int64_t>(raw->size()) : -1;
+                    return t.Add("ctr", 1);
+                  })
+                  .code() == EROFS);
+  EXPECT_EQ(n, 8);
+}
+
+TEST_P(EngineTest, ResetDeletesEverythingAndStatsCount) {
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Put(Key(i), "v").ok());
+  ASSERT_TRUE(engine_->Update([](Txn& t) { return t.Add("c", 1); }).ok());
+  EXPECT_FALSE(engine_->Update([](Txn&) { return Status::IOError("no"); }).ok());
+  EngineStats st = engine_->Stats();
+  EXPECT_GE(st.txns, 51u);
+  EXPECT_GE(st.failures, 1u);
+  ASSERT_TRUE(engine_->Reset().ok());
+  EXPECT_TRUE(ScanKeys("", "", 0).empty());
+  EXPECT_FALSE(Get("c"));
+  EXPECT_TRUE(engine_->Sync().ok());
+  EXPECT_NE(engine_->Name().find(GetParam() == "sqlite3" ? "sqlite3://" : GetParam() + "://"),
+            std::string::npos);
 }
 
 TEST_P(EngineTest, FailedBodyLeavesNothing) {

@@ -11,6 +11,7 @@
 //
 // Durability: every commit is written to the WAL before it returns (not fsynced), so it survives
 // a kill -9 of the process; Sync() fsyncs the WAL, after which it survives power loss.
+#include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/merge_operator.h>
@@ -19,6 +20,7 @@
 #include <rocksdb/utilities/optimistic_transaction_db.h>
 #include <rocksdb/utilities/transaction.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 
@@ -52,15 +54,17 @@ class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
 
 using Visitor = std::function<bool(std::string_view, std::string_view)>;
 
-Status ScanIterator(rocksdb::Iterator* raw, std::string_view begin, size_t limit,
-                    const Visitor& visit) {
+// Scans [begin, end) with an iterator whose ReadOptions carry `end` as iterate_upper_bound. The
+// explicit end check also covers the transaction's own writes, which a write-batch iterator
+// merges in and which older RocksDB releases do not filter by the upper bound.
+Status ScanIterator(rocksdb::Iterator* raw, std::string_view begin, std::string_view end,
+                    size_t limit, const Visitor& visit) {
   std::unique_ptr<rocksdb::Iterator> it(raw);
   size_t n = 0;
   for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid(); it->Next()) {
-    if (!visit(std::string_view(it->key().data(), it->key().size()),
-               std::string_view(it->value().data(), it->value().size()))) {
-      break;
-    }
+    std::string_view key(it->key().data(), it->key().size());
+    if (!end.empty() && key >= end) break;
+    if (!visit(key, std::string_view(it->value().data(), it->value().size()))) break;
     if (limit && ++n >= limit) break;
   }
   return FromRocks(it->status(), "scan");
@@ -92,7 +96,7 @@ class RocksTxn final : public Txn {
     std::string upper(end);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
-    return ScanIterator(txn_->GetIterator(ro), begin, limit, visit);
+    return ScanIterator(txn_->GetIterator(ro), begin, end, limit, visit);
   }
   Status Add(std::string_view key, int64_t delta) override {
     return FromRocks(
@@ -144,7 +148,7 @@ class RocksView final : public Txn {
     std::string upper(end);
     rocksdb::Slice upper_slice(upper);
     if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
-    return ScanIterator(db_->NewIterator(ro), begin, limit, visit);
+    return ScanIterator(db_->NewIterator(ro), begin, end, limit, visit);
   }
 
  private:
@@ -220,8 +224,16 @@ rocksdb::Options MetaOptions() {
   o.merge_operator = std::make_shared<CounterAddOperator>();
   // Optimistic validation looks at memtable history to find conflicting writes.
   o.max_write_buffer_size_to_maintain = 64 << 20;
-  o.compression = rocksdb::kLZ4Compression;
-  o.bottommost_compression = rocksdb::kZSTD;
+  // LZ4 for the upper levels (cheap), ZSTD for the bottommost level (most of the data), each
+  // only if this RocksDB build has it, so that Open never fails over a missing codec.
+  auto codecs = rocksdb::GetSupportedCompressions();
+  auto has = [&](rocksdb::CompressionType c) {
+    return std::find(codecs.begin(), codecs.end(), c) != codecs.end();
+  };
+  o.compression =
+      has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression : rocksdb::kNoCompression;
+  o.bottommost_compression = has(rocksdb::kZSTD) ? rocksdb::kZSTD : o.compression;
+  o.level_compaction_dynamic_level_bytes = true;
   o.max_open_files = 1024;
   rocksdb::BlockBasedTableOptions t;
   t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

@@ -39,7 +39,8 @@ Status SqlError(sqlite3* db, int rc, std::string_view what) {
 class Conn {
  public:
   ~Conn() {
-    for (sqlite3_stmt* s : {get_, put_, del_, scan_, begin_, begin_imm_, commit_, rollback_}) {
+    for (sqlite3_stmt* s : {get_, put_, del_, scan_range_, scan_tail_, bump_sync_, begin_,
+                            begin_imm_, commit_, rollback_}) {
       sqlite3_finalize(s);
     }
     sqlite3_close_v2(db_);
@@ -60,8 +61,18 @@ class Conn {
     NX_TRY(Prepare("SELECT v FROM kv WHERE k = ?", &get_));
     NX_TRY(Prepare("INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)", &put_));
     NX_TRY(Prepare("DELETE FROM kv WHERE k = ?", &del_));
-    NX_TRY(Prepare("SELECT k, v FROM kv WHERE k >= ?1 AND (?2 = 0 OR k < ?3) ORDER BY k LIMIT ?4",
-                   &scan_));
+    // Two scan statements rather than one with "(?2 = 0 OR k < ?3)": the planner uses only
+    // plain comparisons as range bounds on the primary key, and an unbounded upper end would
+    // make every short range scan read to the end of the table.
+    NX_TRY(
+        Prepare("SELECT k, v FROM kv WHERE k >= ?1 AND k < ?2 ORDER BY k LIMIT ?3", &scan_range_));
+    NX_TRY(Prepare("SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k LIMIT ?2", &scan_tail_));
+    if (writer) {
+      NX_TRY(
+          Prepare("INSERT INTO nexus_sync(id, n) VALUES(1, 1) "
+                  "ON CONFLICT(id) DO UPDATE SET n = n + 1",
+                  &bump_sync_));
+    }
     NX_TRY(Prepare("BEGIN", &begin_));
     NX_TRY(Prepare("BEGIN IMMEDIATE", &begin_imm_));
     NX_TRY(Prepare("COMMIT", &commit_));
@@ -112,48 +123,56 @@ class Conn {
     sqlite3_clear_bindings(del_);
     return s;
   }
-  // Reads rows in batches so that `visit` may write through this connection between batches.
+  // Visits [begin, end) in key order. Rows are read in batches and each batch is visited after
+  // its statement was reset, so `visit` may read and write through this connection.
   Status Scan(std::string_view begin, std::string_view end, size_t limit, const Visitor& visit) {
     std::string from(begin);
-    bool first = true;
     size_t seen = 0;
     constexpr size_t kBatch = 256;
     for (;;) {
-      std::vector<std::pair<std::string, std::string>> rows;
       size_t want = limit ? std::min(kBatch, limit - seen) : kBatch;
-      sqlite3_bind_blob(scan_, 1, from.data(), static_cast<int>(from.size()), SQLITE_TRANSIENT);
-      sqlite3_bind_int(scan_, 2, end.empty() ? 0 : 1);
-      sqlite3_bind_blob(scan_, 3, end.data(), static_cast<int>(end.size()), SQLITE_STATIC);
-      sqlite3_bind_int64(scan_, 4, static_cast<int64_t>(want + (first ? 0 : 1)));
-      int rc;
-      while ((rc = sqlite3_step(scan_)) == SQLITE_ROW) {
-        const char* k = static_cast<const char*>(sqlite3_column_blob(scan_, 0));
-        size_t kn = static_cast<size_t>(sqlite3_column_bytes(scan_, 0));
-        const char* v = static_cast<const char*>(sqlite3_column_blob(scan_, 1));
-        size_t vn = static_cast<size_t>(sqlite3_column_bytes(scan_, 1));
-        std::string key(k ? k : "", kn);
-        if (!first && key == from) continue;  // resumed at the last key seen
-        rows.emplace_back(std::move(key), std::string(v ? v : "", vn));
-      }
-      sqlite3_reset(scan_);
-      sqlite3_clear_bindings(scan_);
-      if (rc != SQLITE_DONE) return SqlError(db_, rc, "scan");
+      std::vector<std::pair<std::string, std::string>> rows;
+      NX_TRY(ScanBatch(from, end, want, &rows));
       for (auto& [k, v] : rows) {
         ++seen;
         if (!visit(k, v)) return Status::OK();
         if (limit && seen >= limit) return Status::OK();
       }
       if (rows.size() < want) return Status::OK();
-      from = rows.back().first;
-      first = false;
+      from = std::move(rows.back().first);
+      from.push_back('\0');  // the smallest key after the last one visited
     }
   }
 
   sqlite3* db_ = nullptr;
-  sqlite3_stmt *get_ = nullptr, *put_ = nullptr, *del_ = nullptr, *scan_ = nullptr;
+  sqlite3_stmt *get_ = nullptr, *put_ = nullptr, *del_ = nullptr;
+  sqlite3_stmt *scan_range_ = nullptr, *scan_tail_ = nullptr, *bump_sync_ = nullptr;
   sqlite3_stmt *begin_ = nullptr, *begin_imm_ = nullptr, *commit_ = nullptr, *rollback_ = nullptr;
 
  private:
+  // Reads up to `want` rows of [from, end) ("" = no end) into `rows`.
+  Status ScanBatch(const std::string& from, std::string_view end, size_t want,
+                   std::vector<std::pair<std::string, std::string>>* rows) {
+    sqlite3_stmt* st = end.empty() ? scan_tail_ : scan_range_;
+    int n = 1;
+    sqlite3_bind_blob(st, n++, from.data(), static_cast<int>(from.size()), SQLITE_STATIC);
+    if (!end.empty()) {
+      sqlite3_bind_blob(st, n++, end.data(), static_cast<int>(end.size()), SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, n, static_cast<int64_t>(want));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const char* k = static_cast<const char*>(sqlite3_column_blob(st, 0));
+      size_t kn = static_cast<size_t>(sqlite3_column_bytes(st, 0));
+      const char* v = static_cast<const char*>(sqlite3_column_blob(st, 1));
+      size_t vn = static_cast<size_t>(sqlite3_column_bytes(st, 1));
+      rows->emplace_back(std::string(k ? k : "", kn), std::string(v ? v : "", vn));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? Status::OK() : SqlError(db_, rc, "scan");
+  }
+
   Status Prepare(const char* sql, sqlite3_stmt** out) {
     int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, out, nullptr);
     return rc == SQLITE_OK ? Status::OK() : SqlError(db_, rc, "prepare");
@@ -189,13 +208,58 @@ class SqliteEngine final : public Engine {
 
   Status Update(const std::function<Status(Txn&)>& body) override {
     std::lock_guard lock(write_mu_);
+    return RunWrite([&](Conn& c) {
+      SqlTxn t(&c, false);
+      return body(t);
+    });
+  }
+
+  Status View(const std::function<Status(Txn&)>& body) override {
+    NX_ASSIGN_OR_RETURN(std::unique_ptr<Conn> c, TakeReader());
+    Status s;
+    for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
+      Backoff::Wait(attempt);
+      s = c->Step(c->begin_, "begin");
+      if (s.ok()) {
+        SqlTxn t(c.get(), true);
+        s = body(t);
+        c->Step(c->commit_, "end read").ok();
+      }
+      if (!s.IsConflict()) break;
+    }
+    GiveBackReader(std::move(c));
+    if (s.IsConflict()) return Status::Busy("sqlite read transaction: " + s.message());
+    return s;
+  }
+
+  // In WAL mode a commit with synchronous=FULL fsyncs the WAL after appending to it; earlier
+  // commits are either in that same WAL or were checkpointed into the database file, which a
+  // checkpoint fsyncs before the WAL is reused. So one FULL commit of a marker row makes every
+  // earlier commit durable. (A commit that writes nothing does not touch the WAL, hence the row.)
+  Status Sync() override {
+    std::lock_guard lock(write_mu_);
+    NX_TRY(writer_->Exec("PRAGMA synchronous=FULL", "sync"));
+    Status s = RunWrite([](Conn& c) { return c.Step(c.bump_sync_, "sync marker"); });
+    Status restore = writer_->Exec("PRAGMA synchronous=NORMAL", "sync");
+    return s.ok() ? restore : s.With("sync");
+  }
+  std::string Name() const override { return "sqlite3://" + path_; }
+  EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
+  Status Compact() override {
+    std::lock_guard lock(write_mu_);
+    return writer_->Exec("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;", "compact");
+  }
+
+ private:
+  // Runs `write` in BEGIN IMMEDIATE ... COMMIT on the writer connection, retrying while another
+  // process holds the write lock (SQLITE_BUSY) up to Backoff::kMaxAttempts. Requires write_mu_.
+  Status RunWrite(const std::function<Status(Conn&)>& write) {
     Status last;
     for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
       Backoff::Wait(attempt);
       Status s = writer_->Step(writer_->begin_imm_, "begin");
       if (s.ok()) {
-        SqlTxn t(writer_.get(), false);
-        s = body(t);
+        s = write(*writer_);
         if (s.ok()) s = writer_->Step(writer_->commit_, "commit");
         if (!s.ok()) writer_->Step(writer_->rollback_, "rollback").ok();
       }
@@ -216,40 +280,6 @@ class SqliteEngine final : public Engine {
                         ")");
   }
 
-  Status View(const std::function<Status(Txn&)>& body) override {
-    NX_ASSIGN_OR_RETURN(std::unique_ptr<Conn> c, TakeReader());
-    Status s;
-    for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
-      Backoff::Wait(attempt);
-      s = c->Step(c->begin_, "begin");
-      if (s.ok()) {
-        SqlTxn t(c.get(), true);
-        s = body(t);
-        c->Step(c->commit_, "end read").ok();
-      }
-      if (!s.IsConflict()) break;
-    }
-    GiveBackReader(std::move(c));
-    return s;
-  }
-
-  Status Sync() override {
-    std::lock_guard lock(write_mu_);
-    NX_TRY(
-        writer_->Exec("PRAGMA synchronous=FULL; BEGIN IMMEDIATE; "
-                      "INSERT OR REPLACE INTO nexus_sync(id, n) VALUES(1, "
-                      "coalesce((SELECT n FROM nexus_sync WHERE id = 1), 0) + 1); COMMIT;",
-                      "sync"));
-    return writer_->Exec("PRAGMA synchronous=NORMAL;", "sync");
-  }
-  std::string Name() const override { return "sqlite3://" + path_; }
-  EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
-  Status Compact() override {
-    std::lock_guard lock(write_mu_);
-    return writer_->Exec("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;", "compact");
-  }
-
- private:
   Result<std::unique_ptr<Conn>> TakeReader() {
     {
       std::lock_guard lock(pool_mu_);
