@@ -600,9 +600,12 @@ TEST_P(MetaDataTest, RandomOperationsKeepContentAndReferenceCountsExact) {
       }
       case 3: {
         const uint64_t at = offset(), len = 1 + pick(4000);
-        ASSERT_OK(meta_->Fallocate(Context::Root(), f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                   at, len));
-        mf.Erase(at, at + len);
+        const int modes[] = {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE,
+                             FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0};
+        const int mode = modes[pick(4)];
+        ASSERT_OK(meta_->Fallocate(Context::Root(), f, mode, at, len));
+        if (mode != 0) mf.Erase(at, at + len);
+        if (!(mode & FALLOC_FL_KEEP_SIZE)) mf.length = std::max(mf.length, at + len);
         break;
       }
       default: {
