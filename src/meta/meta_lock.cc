@@ -186,6 +186,10 @@ void MetaImpl::WaitLockChange(Ino ino, int64_t timeout_ns) {
 
 Status MetaImpl::Flock(Ino ino, uint64_t owner, LockType type) {
   ino = Real(ino);
+  if (static_cast<uint8_t>(type) > 2) {
+    return Status::InvalidArgument("flock inode " + std::to_string(ino) + ": bad lock type " +
+                                   std::to_string(static_cast<int>(type)));
+  }
   bool released = false;
   NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
     released = false;

@@ -332,6 +332,26 @@ TEST_P(MetaDataTest, CopyRangeChecks) {
   EXPECT_ERRNO(meta_->CopyRange(Context::Root(), f, 0, g, UINT64_MAX - 5, 10), EFBIG);
 }
 
+// A copy of more than 1 GiB is short, as copy_file_range may be; the caller copies the rest.
+TEST_P(MetaDataTest, LargeCopiesAreShort) {
+  Ino src = NewFile("src"), dst = NewFile("dst");
+  for (uint32_t i = 0; i < 20; ++i) Write(src, i, 0, 10);
+  ASSERT_TRUE(meta_->Truncate(Context::Root(), src, 20 * kChunkSize).has_value());
+  auto n = meta_->CopyRange(Context::Root(), src, 0, dst, 0, 20 * kChunkSize);
+  ASSERT_TRUE(n.has_value()) << n.error().ToString();
+  EXPECT_EQ(*n, 16 * kChunkSize);
+  EXPECT_EQ(Length(dst), 16 * kChunkSize);
+  auto rest = meta_->CopyRange(Context::Root(), src, *n, dst, *n, 20 * kChunkSize - *n);
+  ASSERT_TRUE(rest.has_value()) << rest.error().ToString();
+  EXPECT_EQ(*rest, 4 * kChunkSize);
+  EXPECT_EQ(Length(dst), 20 * kChunkSize);
+  // The copied records: the data piece, then the rest of the chunk as a hole.
+  auto src19 = meta_->ReadChunk(src, 19).value();
+  ASSERT_EQ(src19.size(), 1u);
+  std::vector<Slice> want = {src19[0], Slice{10, 0, 0, 0, static_cast<uint32_t>(kChunkSize - 10)}};
+  EXPECT_EQ(meta_->ReadChunk(dst, 19).value(), want);
+}
+
 TEST_P(MetaDataTest, CopiedSlicesAreReleasedOnceWhenBothFilesDrop) {
   Ino src = NewFile("src"), dst = NewFile("dst");
   Slice a = Write(src, 0, 0, 1000);

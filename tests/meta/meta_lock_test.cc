@@ -51,6 +51,8 @@ TEST_P(MetaLockTest, FlockSharedExclusiveAndConversion) {
   ASSERT_OK(meta_->Flock(ino, kB, LockType::kUnlock));
   ASSERT_OK(meta_->Flock(ino, kB, LockType::kUnlock));  // unlocking nothing is fine
   ASSERT_OK(meta_->Flock(ino, kC, LockType::kWrite));
+  EXPECT_ERRNO(meta_->Flock(ino, kA, static_cast<LockType>(7)), EINVAL);
+  EXPECT_ERRNO(Lock(ino, kA, static_cast<LockType>(7), 0, 1), EINVAL);
   // Another inode is independent; an empty record is deleted.
   Ino other = NewFile("g");
   ASSERT_OK(meta_->Flock(other, kA, LockType::kWrite));
