@@ -88,14 +88,12 @@ Result<std::unique_ptr<Engine>> Engine::Open(std::string_view url) {
   const std::string& scheme = u->scheme;
   if (scheme.empty() || scheme == "rocksdb") {
     std::string path = scheme.empty() ? u->path : u->host + u->path;
-    if (path.empty())
-      return Err(EINVAL, "metadata engine URL '" + std::string(url) + "' has no path");
+    if (path.empty()) return Err(EINVAL, "metadata engine URL '" + u->Redacted() + "' has no path");
     return OpenRocksDB(path);
   }
   if (scheme == "sqlite3" || scheme == "sqlite") {
     std::string path = u->host + u->path;
-    if (path.empty())
-      return Err(EINVAL, "metadata engine URL '" + std::string(url) + "' has no path");
+    if (path.empty()) return Err(EINVAL, "metadata engine URL '" + u->Redacted() + "' has no path");
     return OpenSQLite(path);
   }
   if (scheme == "mem" || scheme == "memkv") return OpenMemory();
