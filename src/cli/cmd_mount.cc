@@ -315,8 +315,8 @@ fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
 // Everything after the fork: open, mount, serve, shut down. Returns the exit code.
 int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   auto fail = [&](const Status& s) {
-    NX_LOG_ERROR("mount {}: {}", a.mountpoint, s.ToString());
-    ready.Send("E" + s.ToString());
+    if (!a.log_file.empty()) NX_LOG_ERROR("mount {}: {}", a.mountpoint, s.ToString());
+    ready.Send("E" + (s.message().empty() ? s.ToString() : s.message()));
     if (!a.background) Fail("mount", s);
     return 1;
   };

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -294,6 +295,11 @@ TEST_F(AdvancedTest, MountErrorsAreOneLine) {
   EXPECT_EQ(
       RunCommand({NEXUSFS_BIN, "mount", "sqlite3://" + work_ + "/empty.db", other, "-d"}, &out), 1);
   EXPECT_NE(out.find("not formatted"), std::string::npos) << out;
+  EXPECT_EQ(RunCommand({NEXUSFS_BIN, "mount", "bogus://x", other, "-d"}, &out), 1);
+  EXPECT_NE(out.find("unknown metadata engine 'bogus'"), std::string::npos) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  EXPECT_EQ(RunCommand({NEXUSFS_BIN, "mount", "bogus://x", other}, &out), 1);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
   EXPECT_EQ(RunCommand({NEXUSFS_BIN, "umount", other}, &out), 1);
   EXPECT_NE(out.find("not a mount point"), std::string::npos) << out;
 }
