@@ -200,6 +200,9 @@ class MetaImpl final : public Meta {
   Status ReleaseSessionLocks(uint64_t sid);
   // Removes session `sid`'s holders from the lock record `key` (F<ino> or P<ino>).
   Status DropSessionHoldersOf(const std::string& key, uint64_t sid, bool flock);
+  // One transaction of Flock / SetLk; *released tells whether a held lock was given up.
+  Status FlockOnce(Ino ino, uint64_t owner, LockType type, bool* released);
+  Status SetLkOnce(Ino ino, uint64_t owner, const PosixLock& lock, bool* released);
   // Wakes the local WaitLockChange callers (after a lock release committed).
   void NotifyLockChange();
 

@@ -166,6 +166,24 @@ std::string RangeText(uint64_t start, uint64_t end) {
          "]";
 }
 
+// The lock epoch seen before this thread's last attempt that failed with EAGAIN, so that
+// WaitLockChange also wakes for a release committed between that attempt and the wait.
+struct LastConflict {
+  const void* meta = nullptr;
+  Ino ino = 0;
+  uint64_t epoch = 0;
+};
+thread_local LastConflict last_conflict;
+
+// Runs a lock attempt; on EAGAIN remembers the epoch read before it for WaitLockChange.
+Status Attempt(const void* meta, Ino ino, const std::atomic<uint64_t>& epoch_counter,
+               const std::function<Status()>& attempt) {
+  const uint64_t epoch = epoch_counter.load();
+  Status s = attempt();
+  if (s.code() == EAGAIN) last_conflict = {meta, ino, epoch};
+  return s;
+}
+
 }  // namespace
 
 void MetaImpl::NotifyLockChange() {
@@ -178,8 +196,13 @@ void MetaImpl::NotifyLockChange() {
 
 void MetaImpl::WaitLockChange(Ino ino, int64_t timeout_ns) {
   // Releases by this client bump lock_epoch_; other clients' releases are seen on timeout.
+  // When this thread's last Flock/SetLk on `ino` failed with EAGAIN, the wait starts from the
+  // epoch read before that attempt, so a release committed in between ends it at once.
+  ino = Real(ino);
   std::unique_lock<std::mutex> lock(lock_mu_);
-  const uint64_t epoch = lock_epoch_.load();
+  uint64_t epoch = lock_epoch_.load();
+  if (last_conflict.meta == this && last_conflict.ino == ino) epoch = last_conflict.epoch;
+  last_conflict = {};
   lock_cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(timeout_ns, 0)),
                     [&] { return lock_epoch_.load() != epoch; });
 }
@@ -191,7 +214,14 @@ Status MetaImpl::Flock(Ino ino, uint64_t owner, LockType type) {
                                    std::to_string(static_cast<int>(type)));
   }
   bool released = false;
-  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
+  NX_TRY(Attempt(this, ino, lock_epoch_, [&] { return FlockOnce(ino, owner, type, &released); }));
+  if (released) NotifyLockChange();
+  return Status::OK();
+}
+
+Status MetaImpl::FlockOnce(Ino ino, uint64_t owner, LockType type, bool* released_out) {
+  bool& released = *released_out;
+  return engine_->Update([&](kv::Txn& txn) -> Status {
     released = false;
     const std::string key = keys::Flock(ino);
     NX_ASSIGN_OR_RETURN(auto v, txn.Get(key));
@@ -220,9 +250,7 @@ Status MetaImpl::Flock(Ino ino, uint64_t owner, LockType type) {
       holders.push_back({sid_, owner, type});
     }
     return txn.Put(key, EncodeFlocks(holders));
-  }));
-  if (released) NotifyLockChange();
-  return Status::OK();
+  });
 }
 
 Result<PosixLock> MetaImpl::GetLk(Ino ino, uint64_t owner, const PosixLock& probe) {
@@ -259,7 +287,14 @@ Status MetaImpl::SetLk(Ino ino, uint64_t owner, const PosixLock& lock) {
                                    RangeText(lock.start, lock.end));
   }
   bool released = false;
-  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
+  NX_TRY(Attempt(this, ino, lock_epoch_, [&] { return SetLkOnce(ino, owner, lock, &released); }));
+  if (released) NotifyLockChange();
+  return Status::OK();
+}
+
+Status MetaImpl::SetLkOnce(Ino ino, uint64_t owner, const PosixLock& lock, bool* released_out) {
+  bool& released = *released_out;
+  return engine_->Update([&](kv::Txn& txn) -> Status {
     released = false;
     const std::string key = keys::Plock(ino);
     NX_ASSIGN_OR_RETURN(auto v, txn.Get(key));
@@ -292,9 +327,7 @@ Status MetaImpl::SetLk(Ino ino, uint64_t owner, const PosixLock& lock) {
     }
     if (mine->ranges.empty()) holders.erase(mine);
     return StoreLocks(txn, key, holders.empty(), EncodePlocks(holders));
-  }));
-  if (released) NotifyLockChange();
-  return Status::OK();
+  });
 }
 
 // Session cleanup: visits the F and P records in batches of kBatch keys, and in one

@@ -135,6 +135,24 @@ TEST_P(MetaLockTest, WaitLockChangeWakesOnLocalRelease) {
   EXPECT_GE(MonoNanos() - t0, 19'000'000LL);
 }
 
+// A release that lands between a failed attempt and the wait is not missed: the wait compares
+// with the lock epoch seen before the attempt.
+TEST_P(MetaLockTest, ReleaseBetweenAttemptAndWaitIsNotMissed) {
+  Ino ino = NewFile("f");
+  for (bool posix : {true, false}) {
+    ASSERT_OK(posix ? Lock(ino, kB, LockType::kWrite, 0, kEof)
+                    : meta_->Flock(ino, kB, LockType::kWrite));
+    EXPECT_ERRNO(
+        posix ? Lock(ino, kA, LockType::kWrite, 0, 10) : meta_->Flock(ino, kA, LockType::kWrite),
+        EAGAIN);
+    ASSERT_OK(posix ? Lock(ino, kB, LockType::kUnlock, 0, kEof)
+                    : meta_->Flock(ino, kB, LockType::kUnlock));
+    const int64_t start = MonoNanos();
+    meta_->WaitLockChange(ino, 10'000'000'000LL);
+    EXPECT_LT(MonoNanos() - start, 1'000'000'000LL) << (posix ? "posix" : "flock");
+  }
+}
+
 // Two owners contend for the same write lock, each waiting with WaitLockChange after EAGAIN;
 // at most one is ever inside the critical section.
 TEST_P(MetaLockTest, ContendingOwnersAreMutuallyExclusive) {
