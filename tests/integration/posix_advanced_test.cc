@@ -284,6 +284,88 @@ TEST_F(AdvancedTest, ReaddirOfAHugeDirectoryListsEveryNameOnce) {
   EXPECT_EQ(total, count);
 }
 
+// Four processes create, rename, link and remove the same few names at once; every call either
+// succeeds or fails with an errno the race explains, and the tree is consistent afterwards.
+TEST_F(AdvancedTest, ConcurrentNamespaceChurnLeavesAConsistentTree) {
+  ASSERT_EQ(mkdir(P("churn").c_str(), 0755), 0);
+  std::string dir = P("churn");
+  std::vector<pid_t> children;
+  for (int id = 0; id < 4; ++id) {
+    pid_t c = fork();
+    if (c == 0) {
+      srand(static_cast<unsigned>(id) * 7919u + 1u);
+      for (int i = 0; i < 300; ++i) {
+        std::string a = dir + "/n" + std::to_string(rand() % 12);
+        std::string b = dir + "/n" + std::to_string(rand() % 12);
+        int rc = 0;
+        switch (rand() % 6) {
+          case 0:
+            rc = mkdir(a.c_str(), 0755);
+            break;
+          case 1:
+            rc = mknod(a.c_str(), S_IFREG | 0644, 0);
+            break;
+          case 2:
+            rc = rename(a.c_str(), b.c_str());
+            break;
+          case 3:
+            rc = unlink(a.c_str());
+            break;
+          case 4:
+            rc = rmdir(a.c_str());
+            break;
+          case 5:
+            rc = link(a.c_str(), b.c_str());
+            break;
+        }
+        if (rc != 0 && errno != ENOENT && errno != EEXIST && errno != ENOTEMPTY &&
+            errno != EISDIR && errno != ENOTDIR && errno != EPERM && errno != EINVAL) {
+          _exit(100 + errno);
+        }
+      }
+      _exit(0);
+    }
+    children.push_back(c);
+  }
+  for (pid_t c : children) {
+    int status = 0;
+    waitpid(c, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "unexpected errno " << WEXITSTATUS(status) - 100;
+  }
+  DIR* d = opendir(dir.c_str());
+  ASSERT_NE(d, nullptr);
+  int subdirs = 0;
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    ASSERT_EQ(lstat((dir + "/" + name).c_str(), &st), 0) << name << ": " << std::strerror(errno);
+    if (S_ISDIR(st.st_mode)) {
+      ++subdirs;
+      EXPECT_EQ(st.st_nlink, 2u) << name;
+    }
+  }
+  closedir(d);
+  struct stat st;
+  ASSERT_EQ(stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u + subdirs);
+}
+
+TEST_F(AdvancedTest, LargeFileAcrossChunks) {
+  const size_t len = (64 << 20) + (3 << 20) + 12345;  // past the first 64 MiB chunk
+  std::string data = Pattern(len, 41);
+  WriteFile(P("large"), data);
+  EXPECT_TRUE(ReadFile(P("large")) == data) << "content differs";
+  int fd = open(P("large").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char buf[8192];
+  off_t at = (64 << 20) - 4096;  // a read that spans the chunk boundary
+  ASSERT_EQ(pread(fd, buf, sizeof(buf), at), static_cast<ssize_t>(sizeof(buf)));
+  EXPECT_EQ(std::string(buf, sizeof(buf)), data.substr(at, sizeof(buf)));
+  close(fd);
+}
+
 TEST_F(AdvancedTest, MountErrorsAreOneLine) {
   std::string out;
   EXPECT_EQ(RunCommand({NEXUSFS_BIN, "mount", meta_url_, work_ + "/nowhere"}, &out), 1);
