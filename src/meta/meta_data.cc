@@ -166,6 +166,9 @@ Status CheckFallocateArgs(Ino ino, int mode, uint64_t off, uint64_t len) {
     return Status::Errno(EOPNOTSUPP, what + ": punch-hole requires keep-size");
   }
   if (len == 0) return Status::InvalidArgument(what + ": zero length");
+  if (static_cast<int64_t>(off) < 0 || static_cast<int64_t>(len) < 0) {
+    return Status::InvalidArgument(what + ": negative offset or length");  // as loff_t
+  }
   if (off > kMaxFileSize || len > kMaxFileSize - off) {
     return Status::Errno(EFBIG, what + ": range ends past the maximum file size");
   }

@@ -220,7 +220,10 @@ TEST_P(MetaDataTest, FallocateModesAndErrors) {
                        FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0, 10),
       EINVAL);
   EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, 0, 0), EINVAL);
-  EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, UINT64_MAX - 5, 10), EFBIG);
+  EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, UINT64_MAX - 5, 10), EINVAL);
+  EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, 0, UINT64_MAX), EINVAL);
+  EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, kChunkSize << 32, 1), EFBIG);
+  EXPECT_ERRNO(meta_->Fallocate(Context::Root(), ino, 0, 1, kChunkSize << 32), EFBIG);
   EXPECT_ERRNO(meta_->Fallocate(Context{1000, 1000, {}}, ino, 0, 0, 10), EACCES);
   auto dir = meta_->Mkdir(Context::Root(), kRootIno, "d", 0755);
   ASSERT_TRUE(dir.has_value());
