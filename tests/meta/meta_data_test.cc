@@ -558,128 +558,156 @@ void CheckContent(Meta* meta, Ino ino, const FileModel& m, const std::string& wh
   ASSERT_EQ(seen, m.bytes.size()) << when << ": inode " << ino << " lost data bytes";
 }
 
-// Random writes, copies, truncates, punched holes and compactions (keeping repeated pieces, or
-// into a fresh slice) over three files: the content matches a byte model, every reference
-// count stays exact, and removing the files hands every slice to `remove` exactly once.
-TEST_P(MetaDataTest, RandomOperationsKeepContentAndReferenceCountsExact) {
-  std::mt19937_64 rng(GetParam().size());
-  std::vector<Ino> files = {NewFile("a"), NewFile("b"), NewFile("c")};
-  std::map<Ino, FileModel> model;
-  std::set<uint64_t> created;
-  std::multiset<uint64_t> removed;
-  size_t copies = 0, checked_bytes = 0;
-  auto pick = [&](uint64_t n) { return n ? rng() % n : 0; };
-  auto offset = [&]() {  // near the start of a chunk or just before its end
-    const uint64_t chunk = pick(3);
-    return pick(2) ? chunk * kChunkSize + pick(6000) : (chunk + 1) * kChunkSize - 1 - pick(6000);
-  };
-  for (int op = 0; op < 300; ++op) {
-    const Ino f = files[pick(files.size())];
-    const Ino g = files[pick(files.size())];
-    FileModel& mf = model[f];
-    switch (pick(6)) {
-      case 0: {
-        const uint64_t at = offset();
-        const auto len =
-            static_cast<uint32_t>(std::min<uint64_t>(1 + pick(3000), kChunkSize - at % kChunkSize));
-        Slice s = Write(f, static_cast<uint32_t>(at / kChunkSize),
-                        static_cast<uint32_t>(at % kChunkSize), len);
-        created.insert(s.id);
-        for (uint32_t i = 0; i < len; ++i) mf.bytes[at + i] = {s.id, i};
-        mf.length = std::max<uint64_t>(mf.length, at + len);
-        break;
-      }
-      case 1: {
-        const uint64_t in = offset(), out = offset(), len = 1 + pick(9000);
-        const uint64_t n = in >= mf.length ? 0 : std::min(len, mf.length - in);
-        auto r = meta_->CopyRange(Context::Root(), f, in, g, out, len);
-        if (f == g && n > 0 && out < in + n && in < out + n) {
-          EXPECT_ERRNO(r, EINVAL);
-          break;
-        }
-        ASSERT_TRUE(r.has_value()) << r.error().ToString();
-        ASSERT_EQ(*r, n);
-        if (n == 0) break;
-        ++copies;
-        std::vector<std::optional<std::pair<uint64_t, uint32_t>>> src(n);
-        for (uint64_t i = 0; i < n; ++i) {
-          auto it = mf.bytes.find(in + i);
-          if (it != mf.bytes.end()) src[i] = it->second;
-        }
-        FileModel& mg = model[g];
-        mg.Erase(out, out + n);
-        for (uint64_t i = 0; i < n; ++i) {
-          if (src[i]) mg.bytes[out + i] = *src[i];
-        }
-        mg.length = std::max(mg.length, out + n);
-        break;
-      }
-      case 2: {
-        const uint64_t len = pick(4) ? offset() : 0;
-        ASSERT_TRUE(meta_->Truncate(Context::Root(), f, len).has_value());
-        mf.Erase(len, UINT64_MAX);
-        mf.length = len;
-        break;
-      }
-      case 3: {
-        const uint64_t at = offset(), len = 1 + pick(4000);
-        const int modes[] = {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE,
-                             FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0};
-        const int mode = modes[pick(4)];
-        ASSERT_OK(meta_->Fallocate(Context::Root(), f, mode, at, len));
-        if (mode != 0) mf.Erase(at, at + len);
-        if (!(mode & FALLOC_FL_KEEP_SIZE)) mf.length = std::max(mf.length, at + len);
-        break;
-      }
-      default: {
-        const auto index = static_cast<uint32_t>(pick(3));
-        const uint64_t base = index * kChunkSize;
-        auto recs = meta_->ReadChunk(f, index).value();
-        if (recs.empty() || mf.length <= base) break;
-        std::vector<Slice> repl;
-        auto view = BuildSliceView(recs);
-        // A fresh slice only where the chunk's data is short (the model is per byte).
-        const uint64_t view_end = view.back().pos + view.back().len;
-        if (pick(2) || view_end > 20000) {  // keep the visible pieces: one slice may stay in
-                                            // several records
-          for (const Slice& p : view) {
-            if (p.id != 0) repl.push_back(p);
-          }
-        } else {  // rewrite into one fresh slice, as compaction does
-          const auto end = static_cast<uint32_t>(std::min(view_end, mf.length - base));
-          Slice fresh{0, meta_->NewSliceId().value(), end, 0, end};
-          created.insert(fresh.id);
-          repl.push_back(fresh);
-          for (uint32_t i = 0; i < end; ++i) mf.bytes[base + i] = {fresh.id, i};
-        }
-        ASSERT_OK(meta_->ReplaceChunk(f, index, recs, repl));
-      }
-    }
-    if (op % 25 == 24) {
-      const std::string when = "after op " + std::to_string(op);
-      for (Ino ino : files) {
-        CheckContent(meta_.get(), ino, model[ino], when);
-        checked_bytes += model[ino].bytes.size();
-      }
-      CheckReferences(meta_.get(), when);
-      auto r = Cleanup();
-      removed.insert(r.begin(), r.end());
-    }
+// Random writes, copies, truncates, fallocates and compactions (keeping repeated pieces, or
+// into a fresh slice) over three files, mirrored in a byte model of each file.
+class MetaDataRandomTest : public MetaDataTest {
+ protected:
+  uint64_t Pick(uint64_t n) { return n ? rng_() % n : 0; }
+  // Near the start of one of the first three chunks, or just before its end.
+  uint64_t Offset() {
+    const uint64_t chunk = Pick(3);
+    return Pick(2) ? chunk * kChunkSize + Pick(6000) : (chunk + 1) * kChunkSize - 1 - Pick(6000);
   }
+
+  void RandomWrite(Ino f) {
+    const uint64_t at = Offset();
+    const auto len =
+        static_cast<uint32_t>(std::min<uint64_t>(1 + Pick(3000), kChunkSize - at % kChunkSize));
+    Slice s = Write(f, static_cast<uint32_t>(at / kChunkSize),
+                    static_cast<uint32_t>(at % kChunkSize), len);
+    created_.insert(s.id);
+    FileModel& m = model_[f];
+    for (uint32_t i = 0; i < len; ++i) m.bytes[at + i] = {s.id, i};
+    m.length = std::max<uint64_t>(m.length, at + len);
+  }
+
+  void RandomCopy(Ino f, Ino g) {
+    const uint64_t in = Offset(), out = Offset(), len = 1 + Pick(9000);
+    FileModel& mf = model_[f];
+    const uint64_t n = in >= mf.length ? 0 : std::min(len, mf.length - in);
+    auto r = meta_->CopyRange(Context::Root(), f, in, g, out, len);
+    if (f == g && n > 0 && out < in + n && in < out + n) {
+      EXPECT_ERRNO(r, EINVAL);
+      return;
+    }
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    ASSERT_EQ(*r, n);
+    if (n == 0) return;
+    ++copies_;
+    std::vector<std::optional<std::pair<uint64_t, uint32_t>>> src(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      auto it = mf.bytes.find(in + i);
+      if (it != mf.bytes.end()) src[i] = it->second;
+    }
+    FileModel& mg = model_[g];
+    mg.Erase(out, out + n);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (src[i]) mg.bytes[out + i] = *src[i];
+    }
+    mg.length = std::max(mg.length, out + n);
+  }
+
+  void RandomTruncate(Ino f) {
+    const uint64_t len = Pick(4) ? Offset() : 0;
+    ASSERT_TRUE(meta_->Truncate(Context::Root(), f, len).has_value());
+    model_[f].Erase(len, UINT64_MAX);
+    model_[f].length = len;
+  }
+
+  void RandomFallocate(Ino f) {
+    const uint64_t at = Offset(), len = 1 + Pick(4000);
+    const int modes[] = {FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE,
+                         FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 0};
+    const int mode = modes[Pick(4)];
+    ASSERT_OK(meta_->Fallocate(Context::Root(), f, mode, at, len));
+    FileModel& m = model_[f];
+    if (mode != 0) m.Erase(at, at + len);
+    if (!(mode & FALLOC_FL_KEEP_SIZE)) m.length = std::max(m.length, at + len);
+  }
+
+  void RandomCompact(Ino f) {
+    const auto index = static_cast<uint32_t>(Pick(3));
+    const uint64_t base = index * kChunkSize;
+    FileModel& m = model_[f];
+    auto recs = meta_->ReadChunk(f, index).value();
+    if (recs.empty() || m.length <= base) return;
+    std::vector<Slice> repl;
+    auto view = BuildSliceView(recs);
+    const uint64_t view_end = view.back().pos + view.back().len;
+    // Keep the visible pieces (one slice may stay in several records), or rewrite into one
+    // fresh slice as compaction does (only where the data is short: the model is per byte).
+    if (Pick(2) || view_end > 20000) {
+      for (const Slice& p : view) {
+        if (p.id != 0) repl.push_back(p);
+      }
+    } else {
+      const auto end = static_cast<uint32_t>(std::min(view_end, m.length - base));
+      Slice fresh{0, meta_->NewSliceId().value(), end, 0, end};
+      created_.insert(fresh.id);
+      repl.push_back(fresh);
+      for (uint32_t i = 0; i < end; ++i) m.bytes[base + i] = {fresh.id, i};
+    }
+    ASSERT_OK(meta_->ReplaceChunk(f, index, recs, repl));
+  }
+
+  void CheckAndClean(const std::vector<Ino>& files, const std::string& when) {
+    for (Ino ino : files) {
+      CheckContent(meta_.get(), ino, model_[ino], when);
+      checked_bytes_ += model_[ino].bytes.size();
+    }
+    CheckReferences(meta_.get(), when);
+    auto r = Cleanup();
+    removed_.insert(r.begin(), r.end());
+  }
+
+  std::mt19937_64 rng_{GetParam().size()};
+  std::map<Ino, FileModel> model_;
+  std::set<uint64_t> created_;
+  std::multiset<uint64_t> removed_;
+  size_t copies_ = 0, checked_bytes_ = 0;
+};
+
+// The content matches the model, every reference count stays exact, and removing the files
+// hands every slice to `remove` exactly once.
+TEST_P(MetaDataRandomTest, ContentAndReferenceCountsStayExact) {
+  std::vector<Ino> files = {NewFile("a"), NewFile("b"), NewFile("c")};
+  for (int op = 0; op < 300 && !HasFatalFailure(); ++op) {
+    const Ino f = files[Pick(files.size())], g = files[Pick(files.size())];
+    switch (Pick(6)) {
+      case 0:
+        RandomWrite(f);
+        break;
+      case 1:
+        RandomCopy(f, g);
+        break;
+      case 2:
+        RandomTruncate(f);
+        break;
+      case 3:
+        RandomFallocate(f);
+        break;
+      default:
+        RandomCompact(f);
+    }
+    if (op % 25 == 24) CheckAndClean(files, "after op " + std::to_string(op));
+  }
+  ASSERT_FALSE(HasFatalFailure());
   for (const char* name : {"a", "b", "c"}) {
     ASSERT_OK(meta_->Unlink(Context::Root(), kRootIno, name));
   }
-  EXPECT_GT(copies, 10u);  // the mix really exercised copies and data
-  EXPECT_GT(checked_bytes, 10000u);
+  EXPECT_GT(copies_, 10u);  // the mix really exercised copies and data
+  EXPECT_GT(checked_bytes_, 10000u);
   auto r = Cleanup();
-  removed.insert(r.begin(), r.end());
-  EXPECT_EQ(removed, std::multiset<uint64_t>(created.begin(), created.end()));
+  removed_.insert(r.begin(), r.end());
+  EXPECT_EQ(removed_, std::multiset<uint64_t>(created_.begin(), created_.end()));
   EXPECT_TRUE(RawKeys("K").empty());
   EXPECT_TRUE(RawKeys("L").empty());
   EXPECT_TRUE(RawKeys("D").empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaDataTest, testing::ValuesIn(EngineUrls()), EngineTestName);
+INSTANTIATE_TEST_SUITE_P(Engines, MetaDataRandomTest, testing::ValuesIn(EngineUrls()),
+                         EngineTestName);
 
 }  // namespace
 }  // namespace nexus::meta
