@@ -1,0 +1,221 @@
+// file://DIR: one file per object under DIR; a key's '/' separated components are directories.
+//
+// Put writes a temporary file in the object's directory and renames it over the key, so readers
+// see the old object or the whole new one, never a torn one; with StoreOptions::sync_puts the
+// file and then its directory are fsynced before Put returns. Temporary files start with
+// ".nxtmp-"; listings skip them, and keys may not contain such components.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "object/stores.h"
+
+namespace nexus::object {
+namespace {
+
+constexpr std::string_view kTmpPrefix = ".nxtmp-";
+
+Status OsError(int err, std::string_view op, std::string_view key) {
+  return Status::Errno(err, std::string(op) + " " + std::string(key) + ": " + std::strerror(err));
+}
+
+class FileStore final : public ObjectStore {
+ public:
+  FileStore(std::string dir, StoreOptions options) : dir_(std::move(dir)), options_(options) {}
+
+  Status Put(std::string_view key, std::string_view data) override {
+    NX_TRY(Check(key));
+    const std::string path = Path(key);
+    const std::string parent = path.substr(0, path.rfind('/'));
+    std::string tmp = parent + "/" + std::string(kTmpPrefix) + std::to_string(getpid()) + "-" +
+                      std::to_string(seq_.fetch_add(1));
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) return OsError(ec.value(), "put", key);
+      fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (fd < 0) return OsError(errno, "put", key);
+    Status s = WriteAll(fd, data, key);
+    if (s.ok() && options_.sync_puts && fsync(fd) != 0) s = OsError(errno, "put (fsync)", key);
+    if (close(fd) != 0 && s.ok()) s = OsError(errno, "put (close)", key);
+    if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = OsError(errno, "put (rename)", key);
+    if (!s.ok()) {
+      unlink(tmp.c_str());
+      return s;
+    }
+    if (options_.sync_puts) return SyncDir(parent, key);
+    return Status::OK();
+  }
+
+  Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    NX_TRY(Check(key));
+    int fd = open(Path(key).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Err(OsError(errno, "get", key));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      int err = errno;
+      close(fd);
+      return Err(OsError(err, "get", key));
+    }
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    std::string out;
+    if (off < size) {
+      out.resize(std::min<uint64_t>(len, size - off));
+      size_t done = 0;
+      while (done < out.size()) {
+        ssize_t n = pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(off + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          int err = n < 0 ? errno : EIO;
+          close(fd);
+          return Err(OsError(err, "get", key));
+        }
+        done += static_cast<size_t>(n);
+      }
+    }
+    close(fd);
+    return out;
+  }
+
+  Result<ObjectInfo> Head(std::string_view key) override {
+    NX_TRY(Check(key));
+    struct stat st;
+    if (stat(Path(key).c_str(), &st) != 0) return Err(OsError(errno, "head", key));
+    if (!S_ISREG(st.st_mode)) return Err(ENOENT, "head " + std::string(key) + ": not an object");
+    return ObjectInfo{std::string(key), static_cast<uint64_t>(st.st_size),
+                      st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec};
+  }
+
+  Status Delete(std::string_view key) override {
+    NX_TRY(Check(key));
+    if (unlink(Path(key).c_str()) != 0 && errno != ENOENT) return OsError(errno, "delete", key);
+    return Status::OK();
+  }
+
+  Result<ListResult> List(std::string_view prefix, std::string_view marker, size_t limit) override {
+    ListResult out;
+    bool full = false;
+    NX_TRY(Walk(dir_, "", prefix, marker, limit, &out, &full));
+    if (full && !out.objects.empty()) out.next_marker = out.objects.back().key;
+    return out;
+  }
+
+  std::string Name() const override { return "file://" + dir_; }
+
+ private:
+  std::string Path(std::string_view key) const { return dir_ + "/" + std::string(key); }
+
+  Status Check(std::string_view key) const {
+    NX_TRY(ValidateKey(key));
+    if (key.find(kTmpPrefix) != std::string_view::npos) {
+      return Status::InvalidArgument("object key '" + std::string(key) + "' is reserved");
+    }
+    return Status::OK();
+  }
+
+  static Status WriteAll(int fd, std::string_view data, std::string_view key) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return OsError(errno, "put", key);
+      done += static_cast<size_t>(n);
+    }
+    return Status::OK();
+  }
+
+  static Status SyncDir(const std::string& dir, std::string_view key) {
+    int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return OsError(errno, "put (open dir)", key);
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    return rc == 0 ? Status::OK() : OsError(err, "put (fsync dir)", key);
+  }
+
+  // Visits the objects under `dir` (whose keys start with `base`) in key order. Entries sort by
+  // name with a '/' appended to directories, which is exactly the order of the full keys.
+  // Subtrees that cannot hold keys matching `prefix` after `marker` are not read.
+  Status Walk(const std::string& dir, const std::string& base, std::string_view prefix,
+              std::string_view marker, size_t limit, ListResult* out, bool* full) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) {
+      if (errno == ENOENT || errno == ENOTDIR) return Status::OK();
+      return OsError(errno, "list", base.empty() ? "/" : base);
+    }
+    std::vector<std::pair<std::string, bool>> entries;  // key-relative name, is_dir
+    while (dirent* e = readdir(d)) {
+      std::string_view name = e->d_name;
+      if (name == "." || name == ".." || name.substr(0, kTmpPrefix.size()) == kTmpPrefix) continue;
+      bool is_dir = e->d_type == DT_DIR;
+      if (e->d_type == DT_UNKNOWN) {
+        struct stat st;
+        if (stat((dir + "/" + std::string(name)).c_str(), &st) != 0) continue;
+        is_dir = S_ISDIR(st.st_mode);
+      }
+      entries.emplace_back(std::string(name) + (is_dir ? "/" : ""), is_dir);
+    }
+    closedir(d);
+    std::sort(entries.begin(), entries.end());
+    for (const auto& [name, is_dir] : entries) {
+      if (*full) return Status::OK();
+      std::string key = base + name;  // ends with '/' for directories
+      if (is_dir) {
+        // The subtree's keys all start with `key`: skip it when no key there can match.
+        bool prefix_ok = key.compare(0, std::min(key.size(), prefix.size()), prefix, 0,
+                                     std::min(key.size(), prefix.size())) == 0;
+        bool after_marker = marker.empty() || key > marker || marker.substr(0, key.size()) == key;
+        if (!prefix_ok || !after_marker) continue;
+        std::string sub = dir + "/" + name.substr(0, name.size() - 1);
+        NX_TRY(Walk(sub, key, prefix, marker, limit, out, full));
+        continue;
+      }
+      if (key.compare(0, prefix.size(), prefix) != 0) continue;
+      if (!marker.empty() && key <= marker) continue;
+      if (limit && out->objects.size() >= limit) {
+        *full = true;
+        return Status::OK();
+      }
+      struct stat st;
+      if (stat((dir + "/" + name).c_str(), &st) != 0) continue;  // deleted meanwhile
+      out->objects.push_back(ObjectInfo{key, static_cast<uint64_t>(st.st_size),
+                                        st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec});
+    }
+    return Status::OK();
+  }
+
+  std::string dir_;
+  StoreOptions options_;
+  std::atomic<uint64_t> seq_{0};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ObjectStore>> NewFileStore(const std::string& dir,
+                                                  const StoreOptions& options) {
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  std::error_code ec;
+  std::filesystem::create_directories(d, ec);
+  if (ec) {
+    return Err(ec.value(), "file store: cannot create directory '" + d + "': " + ec.message());
+  }
+  if (!std::filesystem::is_directory(d, ec)) {
+    return Err(ENOTDIR, "file store: '" + d + "' is not a directory");
+  }
+  if (access(d.c_str(), W_OK | X_OK) != 0) {
+    return Err(errno, "file store: directory '" + d + "' is not writable: " + std::strerror(errno));
+  }
+  return std::unique_ptr<ObjectStore>(std::make_unique<FileStore>(d, options));
+}
+
+}  // namespace nexus::object

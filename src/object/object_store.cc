@@ -1,0 +1,47 @@
+#include "object/object_store.h"
+
+#include "common/url.h"
+#include "object/stores.h"
+
+namespace nexus::object {
+
+Status ValidateKey(std::string_view key) {
+  if (key.empty()) return Status::InvalidArgument("empty object key");
+  if (key.front() == '/')
+    return Status::InvalidArgument("object key '" + std::string(key) + "' starts with '/'");
+  size_t start = 0;
+  while (start <= key.size()) {
+    size_t slash = key.find('/', start);
+    std::string_view part =
+        key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    if (part.empty() || part == "." || part == "..") {
+      return Status::InvalidArgument("object key '" + std::string(key) +
+                                     "' has an empty, '.' or '..' component");
+    }
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (key.find('\0') != std::string_view::npos) {
+    return Status::InvalidArgument("object key contains a NUL byte");
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(std::string_view url,
+                                                       const StoreOptions& options) {
+  auto u = Url::Parse(url);
+  if (!u) return Err(u.error().With("object store URL '" + std::string(url) + "'"));
+  if (u->scheme.empty() || u->scheme == "file") {
+    std::string dir = u->scheme.empty() ? u->path : u->host + u->path;
+    if (dir.empty()) return Err(EINVAL, "object store URL '" + std::string(url) + "' has no path");
+    return NewFileStore(dir, options);
+  }
+  if (u->scheme == "mem") return NewMemStore();
+  if (u->scheme == "s3" || u->scheme == "http" || u->scheme == "https") {
+    return Err(ENOTSUP, "object store 's3' is not available yet (supported: file, mem)");
+  }
+  return Err(EINVAL, "unknown object store '" + u->scheme + "' in '" + u->Redacted() +
+                         "' (supported: file, mem)");
+}
+
+}  // namespace nexus::object

@@ -1,0 +1,188 @@
+// The object-store conformance suite: the same tests on every backend.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "object/object_store.h"
+
+namespace nexus::object {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Random(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nexus-obj-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::string url = GetParam() == "mem" ? "mem://" : "file://" + dir_ + "/bucket";
+    auto s = ObjectStore::Open(url);
+    ASSERT_TRUE(s) << s.error().ToString();
+    store_ = std::move(*s);
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  std::string dir_;
+  std::unique_ptr<ObjectStore> store_;
+};
+
+TEST_P(StoreTest, PutGetOverwriteHeadDelete) {
+  ASSERT_TRUE(store_->Put("vol/chunks/0/0/1_0_5", "hello").ok());
+  EXPECT_EQ(*store_->Get("vol/chunks/0/0/1_0_5"), "hello");
+  ASSERT_TRUE(store_->Put("vol/chunks/0/0/1_0_5", "bye").ok());
+  EXPECT_EQ(*store_->Get("vol/chunks/0/0/1_0_5"), "bye");
+  auto h = store_->Head("vol/chunks/0/0/1_0_5");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->size, 3u);
+  EXPECT_GT(h->mtime, 0);
+  ASSERT_TRUE(store_->Delete("vol/chunks/0/0/1_0_5").ok());
+  EXPECT_EQ(store_->Get("vol/chunks/0/0/1_0_5").error().code(), ENOENT);
+  EXPECT_EQ(store_->Head("vol/chunks/0/0/1_0_5").error().code(), ENOENT);
+  EXPECT_TRUE(store_->Delete("vol/chunks/0/0/1_0_5").ok());  // missing is fine
+}
+
+TEST_P(StoreTest, RangedGets) {
+  std::string data = Random(10000, 1);
+  ASSERT_TRUE(store_->Put("r", data).ok());
+  EXPECT_EQ(*store_->Get("r", 100, 50), data.substr(100, 50));
+  EXPECT_EQ(*store_->Get("r", 9990, 100), data.substr(9990));
+  EXPECT_EQ(*store_->Get("r", 10000, 10), "");
+  EXPECT_EQ(*store_->Get("r", 20000, 10), "");
+  EXPECT_EQ(*store_->Get("r", 5, 0), "");
+  EXPECT_EQ(*store_->Get("r", 0), data);
+}
+
+TEST_P(StoreTest, EmptyAndLargeObjects) {
+  ASSERT_TRUE(store_->Put("empty", "").ok());
+  EXPECT_EQ(*store_->Get("empty"), "");
+  EXPECT_EQ(store_->Head("empty")->size, 0u);
+  std::string big = Random(8 << 20, 2);
+  ASSERT_TRUE(store_->Put("big", big).ok());
+  EXPECT_EQ(*store_->Get("big"), big);
+  EXPECT_EQ(*store_->Get("big", (4 << 20) + 3, 1 << 20), big.substr((4 << 20) + 3, 1 << 20));
+}
+
+TEST_P(StoreTest, BadKeys) {
+  for (std::string key : {"", "/abs", "a//b", "a/../b", "..", "a/./b", "trailing/"}) {
+    EXPECT_EQ(store_->Put(key, "x").code(), EINVAL) << key;
+    EXPECT_EQ(store_->Get(key).error().code(), EINVAL) << key;
+  }
+  EXPECT_EQ(store_->Get("missing").error().code(), ENOENT);
+}
+
+TEST_P(StoreTest, ListPaginatesInKeyOrder) {
+  std::set<std::string> keys;
+  for (int i = 0; i < 2500; ++i) {
+    std::string key = "vol/chunks/" + std::to_string(i % 7) + "/" + std::to_string(i % 13) + "/" +
+                      std::to_string(i) + "_0_1";
+    keys.insert(key);
+    ASSERT_TRUE(store_->Put(key, "x").ok());
+  }
+  // Keys whose order differs from a naive directory walk: '-' sorts before '/'.
+  for (std::string k : {"vol/chunks-x", "vol/chunks/0-a", "vol/chunkz"}) {
+    keys.insert(k);
+    ASSERT_TRUE(store_->Put(k, "y").ok());
+  }
+  ASSERT_TRUE(store_->Put("other/key", "z").ok());
+  std::vector<std::string> listed;
+  std::string marker;
+  int pages = 0;
+  do {
+    auto page = store_->List("vol/", marker, 100);
+    ASSERT_TRUE(page) << page.error().ToString();
+    ASSERT_LE(page->objects.size(), 100u);
+    for (const auto& o : page->objects) listed.push_back(o.key);
+    marker = page->next_marker;
+    ++pages;
+  } while (!marker.empty());
+  EXPECT_EQ(listed, std::vector<std::string>(keys.begin(), keys.end()));
+  EXPECT_GE(pages, 25);
+  auto sub = store_->List("vol/chunks/3/", "", 0);
+  ASSERT_TRUE(sub);
+  for (const auto& o : sub->objects) EXPECT_EQ(o.key.rfind("vol/chunks/3/", 0), 0u) << o.key;
+  EXPECT_FALSE(sub->objects.empty());
+  EXPECT_TRUE(store_->List("nothing/", "", 10)->objects.empty());
+}
+
+TEST_P(StoreTest, ConcurrentPutsAndGetsNeverTear) {
+  // Writers alternate two full objects of different content; readers must only ever see one.
+  const std::string a(1 << 20, 'a'), b(1 << 20, 'b');
+  ASSERT_TRUE(store_->Put("shared", a).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 50; ++i) {
+        if (!store_->Put("shared", (i + w) % 2 ? a : b).ok()) errors++;
+        if (!store_->Put("own" + std::to_string(w) + "/" + std::to_string(i), a).ok()) errors++;
+      }
+    });
+  }
+  for (int r = 0; r < 4; ++r) {
+    threads.emplace_back([&] {
+      while (!stop) {
+        auto got = store_->Get("shared");
+        if (!got) {
+          errors++;
+          continue;
+        }
+        if (*got != a && *got != b) torn++;
+      }
+    });
+  }
+  for (int i = 0; i < 4; ++i) threads[i].join();
+  stop = true;
+  for (size_t i = 4; i < threads.size(); ++i) threads[i].join();
+  EXPECT_EQ(torn.load(), 0);
+  EXPECT_EQ(errors.load(), 0);
+  for (int w = 0; w < 4; ++w)
+    EXPECT_EQ(store_->List("own" + std::to_string(w) + "/", "", 0)->objects.size(), 50u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("mem", "file"),
+                         [](const auto& info) { return info.param; });
+
+TEST(ObjectStoreOpenTest, Errors) {
+  EXPECT_EQ(ObjectStore::Open("ftp://x/y").error().code(), EINVAL);
+  EXPECT_EQ(ObjectStore::Open("s3://bucket").error().code(), ENOTSUP);
+  EXPECT_FALSE(ObjectStore::Open("file:///proc/no-such/dir"));
+  EXPECT_FALSE(ObjectStore::Open("file:///etc/hostname"));
+}
+
+TEST(FileStoreTest, LeavesNoTemporaryFilesAndSyncsWhenAsked) {
+  char tmpl[] = "/tmp/nexus-obj-sync-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  StoreOptions o;
+  o.sync_puts = true;
+  auto s = ObjectStore::Open(std::string("file://") + tmpl, o);
+  ASSERT_TRUE(s);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE((*s)->Put("d/k" + std::to_string(i), "v").ok());
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tmpl)) {
+    if (e.is_regular_file()) {
+      ++files;
+      EXPECT_EQ(e.path().filename().string().find(".nxtmp-"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(files, 20u);
+  fs::remove_all(tmpl);
+}
+
+}  // namespace
+}  // namespace nexus::object
