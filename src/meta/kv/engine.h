@@ -70,9 +70,13 @@ class Engine {
   // filling its own outputs. A non-OK Status from `body` aborts the transaction and is
   // returned as is. A committed transaction survives a kill -9 of the process.
   virtual Status Update(const std::function<Status(Txn&)>& body) = 0;
-  // Runs `body` over a consistent read-only snapshot. Writes inside it fail with EROFS.
+  // Runs `body` over a consistent read-only snapshot: every read in it, point or scan, sees the
+  // same committed state. Writes inside it fail with EROFS. `body` may run again when the
+  // engine must retry the read (SQLite: SQLITE_BUSY), so it fills its outputs afresh each time;
+  // a non-OK Status from it is returned as is.
   virtual Status View(const std::function<Status(Txn&)>& body) = 0;
-  // Makes every committed transaction durable against power loss (syncs the engine's log).
+  // Makes every committed transaction durable against power loss (syncs the engine's log);
+  // what survives without it is in docs/engines.md.
   virtual Status Sync() = 0;
   // Human-readable engine name and location, password redacted: "rocksdb:///x/meta".
   virtual std::string Name() const = 0;
