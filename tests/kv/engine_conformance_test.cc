@@ -1,5 +1,6 @@
 // The engine conformance suite: the same tests on every kv engine.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -497,12 +498,24 @@ TEST_P(PersistentEngineTest, CommittedTxnsSurviveKill9) {
     }
   }
   close(fds[1]);
+  // Reads reports until 2000 transactions committed; a child that stops reporting for 20 s
+  // (stuck) fails the test instead of hanging it.
   uint64_t last = 0, v;
-  while (last < 2000 && read(fds[0], &v, sizeof v) == sizeof v) last = v;
+  bool stuck = false;
+  while (last < 2000) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, 20000) != 1) {
+      stuck = true;
+      break;
+    }
+    if (read(fds[0], &v, sizeof v) != sizeof v) break;
+    last = v;
+  }
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   close(fds[0]);
+  ASSERT_FALSE(stuck) << "child reported nothing for 20 s after txn " << last;
   ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
   Reopen();
   for (uint64_t i = 1; i <= last; ++i) ASSERT_EQ(Get(Key(i)), "committed") << "txn " << i;
