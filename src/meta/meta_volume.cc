@@ -306,9 +306,14 @@ Status MetaImpl::ReleaseOpenTxn(kv::Txn& txn, Ino ino, uint64_t sid) {
   if (!v) return Status::OK();
   Attr attr;
   NX_TRY(keys::DecodeAttr(*v, &attr).With("inode " + std::to_string(ino)));
-  if (attr.nlink > 0) return Status::OK();
-  NX_ASSIGN_OR_RETURN(bool elsewhere, OpenElsewhereTxn(txn, ino, open_key));
-  return elsewhere ? Status::OK() : PurgeInodeTxn(txn, ino, attr);
+  if (attr.nlink == 0) {
+    NX_ASSIGN_OR_RETURN(bool elsewhere, OpenElsewhereTxn(txn, ino, open_key));
+    if (!elsewhere) return PurgeInodeTxn(txn, ino, attr);
+  }
+  // Scans register nothing, so the attribute record is what orders this release against a
+  // concurrent unlink (which reads it and scans O records) and against the release of another
+  // session's last handle: rewriting it (unchanged) makes them conflict.
+  return PutAttrTxn(txn, ino, attr);
 }
 
 }  // namespace nexus::meta

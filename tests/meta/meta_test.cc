@@ -683,6 +683,45 @@ TEST_P(MetaTest, ConcurrentCreatesAndLinksKeepCountsExact) {
   EXPECT_EQ(meta_->GetStatFs(kRootIno)->used_inodes, files + dirs + 2);
 }
 
+// Scans register nothing in a transaction, so an unlink racing with the last closes of two
+// sessions must still be ordered by the attribute record: the inode is removed exactly once and
+// nothing is left behind.
+TEST_P(MetaTest, UnlinkRacingLastClosesOfTwoSessionsLeavesNothing) {
+  ASSERT_TRUE(meta_->NewSession(SessionInfo{}));
+  auto a = OpenClient(), b = OpenClient();
+  ASSERT_TRUE(a && b);
+  constexpr int kRounds = 300;
+  int leaked = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    const std::string name = "f" + std::to_string(i);
+    Ino f = File(kRootIno, name);
+    ASSERT_OK(meta_->Truncate(root_, f, 10));
+    ASSERT_OK(a->Open(root_, f, O_RDONLY));
+    ASSERT_OK(b->Open(root_, f, O_RDONLY));
+    Status sa, sb, su;
+    std::atomic<int> ready{0};
+    auto go = [&] {  // start the three together
+      ready++;
+      while (ready.load() < 3) std::this_thread::yield();
+    };
+    std::thread ta([&] { go(), sa = a->Close(f); });
+    std::thread tb([&] { go(), sb = b->Close(f); });
+    std::thread tu([&] { go(), su = meta_->Unlink(root_, kRootIno, name); });
+    ta.join();
+    tb.join();
+    tu.join();
+    ASSERT_OK(sa);
+    ASSERT_OK(sb);
+    ASSERT_OK(su);
+    if (meta_->GetAttr(f).has_value()) ++leaked;
+    EXPECT_TRUE(RawKeys(keys::OpenPrefix(f)).empty());
+  }
+  EXPECT_EQ(leaked, 0);
+  EXPECT_EQ(RawKeys("D").size(), static_cast<size_t>(kRounds));
+  EXPECT_TRUE(RawKeys("SS").empty());
+  EXPECT_EQ(meta_->GetStatFs(kRootIno)->used_inodes, 0u);
+}
+
 TEST_P(MetaTest, SubdirMountSeesTheSubdirectoryAsRoot) {
   Ino d = Dir(kRootIno, "export");
   Ino inner = File(d, "inner");
