@@ -68,7 +68,9 @@ class Engine {
   // after a jittered backoff, up to a bound (then Status::Busy naming the attempts). `body` may
   // run several times, so it must have no side effects outside `txn` other than resetting and
   // filling its own outputs. A non-OK Status from `body` aborts the transaction and is
-  // returned as is. A committed transaction survives a kill -9 of the process.
+  // returned as is. A committed transaction survives a kill -9 of the process. `body` must not
+  // call Update or View of the same engine: mem:// and sqlite3:// serialize writers with a
+  // lock that such a call would wait for.
   virtual Status Update(const std::function<Status(Txn&)>& body) = 0;
   // Runs `body` over a consistent read-only snapshot: every read in it, point or scan, sees the
   // same committed state. Writes inside it fail with EROFS. `body` may run again when the
