@@ -1,0 +1,47 @@
+// MemoryBlockCache: whole blocks kept in memory, bounded by bytes, least recently used evicted
+// first. Sharded by key hash so that concurrent readers rarely share a lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace nexus::cache {
+
+struct CacheStats {
+  uint64_t hits = 0, misses = 0, bytes = 0, evictions = 0;
+};
+
+class MemoryBlockCache {
+ public:
+  explicit MemoryBlockCache(uint64_t capacity_bytes, int shards = 16);
+
+  std::shared_ptr<const std::string> Get(std::string_view key);
+  // Keeps `data` under `key`; a block larger than a shard's share of the capacity is not kept.
+  void Put(std::string_view key, std::shared_ptr<const std::string> data);
+  void Remove(std::string_view key);
+  CacheStats Stats() const;
+  uint64_t capacity() const { return capacity_; }
+
+ private:
+  struct Shard {
+    std::mutex mu;
+    std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru;  // front = newest
+    std::unordered_map<std::string_view, decltype(lru)::iterator> index;
+    uint64_t bytes = 0;
+  };
+  Shard& ShardFor(std::string_view key);
+
+  uint64_t capacity_;
+  uint64_t shard_capacity_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::atomic<uint64_t> hits_{0}, misses_{0}, bytes_{0}, evictions_{0};
+};
+
+}  // namespace nexus::cache

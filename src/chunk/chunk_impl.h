@@ -1,0 +1,144 @@
+// ChunkStoreImpl: the data path behind ChunkStore. Files: chunk_store.cc (factory, per-inode
+// state, background work), chunk_write.cc (buffered slices, uploads, commits), chunk_read.cc
+// (slice resolution, block fetches, readahead), chunk_maint.cc (compaction, deletion).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/memory_cache.h"
+#include "chunk/chunk_store.h"
+#include "common/thread_pool.h"
+#include "meta/meta.h"
+#include "object/object_store.h"
+
+namespace nexus::chunk {
+
+// Key of block `index` (of `size` bytes) of slice `id`.
+std::string BlockKey(const std::string& prefix, uint64_t id, uint32_t index, uint32_t size);
+
+// A slice being written: contiguous bytes at `pos` of chunk `chunk`, buffered block by block.
+// Full blocks upload at once; a block's buffer is dropped after its upload succeeded (reads then
+// go to the store, or the memory cache which keeps a copy).
+struct PendingSlice {
+  uint32_t chunk = 0;
+  uint32_t pos = 0;
+  uint64_t id = 0;
+  uint32_t len = 0;
+  bool frozen = false;  // no more appends: flushed, or reached the chunk end
+  int64_t mtime = 0;
+  struct Block {
+    std::string data;        // buffered bytes; emptied once uploaded
+    bool uploading = false;  // an upload task owns it now
+    bool uploaded = false;
+    uint32_t size = 0;  // bytes written into this block
+  };
+  std::deque<Block> blocks;  // a deque: appending never moves a block an upload is reading
+  Status error;              // the last failed upload, if any
+};
+
+// What this client knows of one inode: its unflushed slices (in write order) and a cache of
+// committed chunk records. Guarded by `mu`.
+struct FileState {
+  std::mutex mu;
+  std::condition_variable changed;  // an upload of this file finished
+  std::deque<std::shared_ptr<PendingSlice>> pending;
+  int inflight = 0;  // uploads running for this file
+  int64_t last_write = 0;
+  std::map<uint32_t, std::vector<meta::Slice>> records;  // committed records by chunk
+  uint64_t seq_end = 0;  // end of the last read, for sequential detection
+  uint64_t readahead = 0;
+  uint64_t prefetched_to = 0;
+  std::map<uint32_t, int> commits_since_check;  // slices committed per chunk (compaction)
+  std::mutex flush_mu;                          // one Flush of this file at a time
+};
+
+class ChunkStoreImpl final : public ChunkStore {
+ public:
+  ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store, const ChunkOptions& options);
+  ~ChunkStoreImpl() override;
+
+  Status Write(meta::Ino ino, uint64_t off, const char* data, size_t len) override;
+  Result<size_t> Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
+                      uint64_t file_len) override;
+  Status Flush(meta::Ino ino) override;
+  uint64_t PendingLength(meta::Ino ino) override;
+  void Invalidate(meta::Ino ino) override;
+  Status Compact(meta::Ino ino, uint32_t chunk_index) override;
+  Result<size_t> CleanupDeleted() override;
+  Status Shutdown() override;
+
+  uint64_t buffered_bytes() const { return buffered_.load(); }
+
+ private:
+  std::shared_ptr<FileState> State(meta::Ino ino, bool create);
+
+  // ---- write path (chunk_write.cc) ----
+  // Waits until `n` more bytes fit in the write buffer; asks for flushes when none is coming.
+  void Reserve(meta::Ino ino, size_t n);
+  void Release(size_t n);
+  // Appends to the file's open slice or starts a new one; starts the upload of every block that
+  // became final. Requires f->mu held.
+  Status AppendLocked(const std::shared_ptr<FileState>& f, uint32_t chunk, uint32_t pos,
+                      const char* data, size_t len);
+  // Starts uploading block `block` of `s` unless it is uploading or uploaded. Requires f->mu.
+  void StartUploadLocked(const std::shared_ptr<FileState>& f,
+                         const std::shared_ptr<PendingSlice>& s, uint32_t block);
+  Status UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data);
+  // Freezes every pending slice and starts uploading every buffered block.
+  void FreezeAndUploadLocked(const std::shared_ptr<FileState>& f);
+  Status FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f);
+
+  // ---- read path (chunk_read.cc) ----
+  Result<std::vector<meta::Slice>> CommittedRecords(meta::Ino ino, FileState& f, uint32_t chunk);
+  Status ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
+                        char* out);
+  // Reads [off, off+len) of committed slice `id` of `size` bytes.
+  Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out);
+  Result<std::shared_ptr<const std::string>> FetchBlock(uint64_t id, uint32_t index, uint32_t size);
+  void Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len);
+
+  // ---- maintenance (chunk_maint.cc) ----
+  void RequestCompaction(meta::Ino ino, uint32_t chunk);
+  Status DeleteSliceObjects(const meta::SliceRef& ref);
+  void BackgroundLoop();
+
+  meta::Meta* meta_;
+  object::ObjectStore* store_;
+  ChunkOptions opts_;
+  cache::MemoryBlockCache cache_;
+
+  std::mutex files_mu_;
+  std::unordered_map<meta::Ino, std::shared_ptr<FileState>> files_;
+
+  std::mutex buf_mu_;
+  std::condition_variable buf_cv_;
+  std::atomic<uint64_t> buffered_{0};
+
+  std::mutex fetch_mu_;  // single-flight downloads
+  std::unordered_map<
+      std::string, std::shared_ptr<std::shared_future<Result<std::shared_ptr<const std::string>>>>>
+      fetching_;
+
+  std::mutex compact_mu_;
+  std::set<std::pair<meta::Ino, uint32_t>> compact_queue_;
+
+  std::unique_ptr<ThreadPool> uploads_;
+  std::unique_ptr<ThreadPool> downloads_;
+  std::thread background_;
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  bool stopping_ = false;
+  bool shut_down_ = false;
+};
+
+}  // namespace nexus::chunk

@@ -1,0 +1,218 @@
+// The read path: committed records overlaid with this client's unflushed slices, whole-block
+// fetches through the memory cache with one download per block, and sequential readahead.
+#include <cstring>
+
+#include "chunk/chunk_impl.h"
+#include "common/logging.h"
+#include "meta/slice_view.h"
+
+namespace nexus::chunk {
+
+Result<size_t> ChunkStoreImpl::Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
+                                    uint64_t file_len) {
+  auto f = State(ino, true);
+  uint64_t end = std::max(file_len, PendingLength(ino));
+  if (off >= end || len == 0) return size_t{0};
+  len = static_cast<size_t>(std::min<uint64_t>(len, end - off));
+  uint64_t ahead = 0, from = 0;
+  {
+    std::lock_guard lock(f->mu);
+    if (off == f->seq_end && off != 0) {
+      f->readahead = std::min<uint64_t>(std::max<uint64_t>(f->readahead * 2, opts_.block_size),
+                                        opts_.max_readahead);
+    } else {
+      f->readahead = 0;
+      f->prefetched_to = 0;
+    }
+    f->seq_end = off + len;
+    if (f->readahead) {
+      from = std::max(off + len, f->prefetched_to);
+      uint64_t to = std::min(off + len + f->readahead, end);
+      if (to > from) {
+        ahead = to - from;
+        f->prefetched_to = to;
+      }
+    }
+  }
+  if (ahead) Prefetch(ino, from, ahead, end);
+  size_t done = 0;
+  while (done < len) {
+    uint64_t at = off + done;
+    uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
+    uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, meta::kChunkSize - pos));
+    NX_TRY(ReadChunkRange(ino, *f, chunk, pos, n, buf + done)
+               .With("read inode " + std::to_string(ino) + " at " + std::to_string(at)));
+    done += n;
+  }
+  return done;
+}
+
+Result<std::vector<meta::Slice>> ChunkStoreImpl::CommittedRecords(meta::Ino ino, FileState& f,
+                                                                  uint32_t chunk) {
+  {
+    std::lock_guard lock(f.mu);
+    if (auto it = f.records.find(chunk); it != f.records.end()) return it->second;
+  }
+  NX_ASSIGN_OR_RETURN(auto recs, meta_->ReadChunk(ino, chunk));
+  std::lock_guard lock(f.mu);
+  f.records[chunk] = recs;
+  return recs;
+}
+
+Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
+                                      uint32_t len, char* out) {
+  NX_ASSIGN_OR_RETURN(std::vector<meta::Slice> recs, CommittedRecords(ino, f, chunk));
+  const size_t committed = recs.size();
+  std::unordered_map<uint64_t, std::shared_ptr<PendingSlice>> pending;
+  {
+    std::lock_guard lock(f.mu);
+    for (const auto& s : f.pending) {
+      if (s->chunk != chunk || s->len == 0) continue;
+      recs.push_back(meta::Slice{s->pos, s->id, s->len, 0, s->len});
+      pending.emplace(s->id, s);
+    }
+  }
+  if (committed >= static_cast<size_t>(opts_.compact_read_slices)) RequestCompaction(ino, chunk);
+  std::memset(out, 0, len);
+  const uint64_t want_end = uint64_t(pos) + len;
+  for (const meta::Slice& p : meta::BuildSliceView(recs)) {
+    uint64_t a = std::max<uint64_t>(pos, p.pos),
+             b = std::min<uint64_t>(want_end, uint64_t(p.pos) + p.len);
+    if (p.id == 0 || a >= b) continue;
+    uint32_t slice_off = p.off + static_cast<uint32_t>(a - p.pos);
+    uint32_t n = static_cast<uint32_t>(b - a);
+    char* dst = out + (a - pos);
+    auto it = pending.find(p.id);
+    if (it == pending.end()) {
+      NX_TRY(ReadSlice(p.id, p.size, slice_off, n, dst));
+      continue;
+    }
+    // This client's unflushed slice: buffered blocks from memory, uploaded ones from the store.
+    const PendingSlice& s = *it->second;
+    const uint32_t bs = opts_.block_size;
+    while (n > 0) {
+      uint32_t blk = slice_off / bs, in = slice_off % bs;
+      uint32_t take = std::min(n, bs - in);
+      uint32_t blk_size = 0;
+      bool copied = false;
+      {
+        std::lock_guard lock(f.mu);
+        const auto& block = s.blocks[blk];
+        blk_size = block.size;
+        if (!block.uploaded) {
+          std::memcpy(dst, block.data.data() + in, take);
+          copied = true;
+        }
+      }
+      if (!copied) {
+        NX_ASSIGN_OR_RETURN(auto data, FetchBlock(s.id, blk, blk_size));
+        std::memcpy(dst, data->data() + in, take);
+      }
+      dst += take;
+      slice_off += take;
+      n -= take;
+    }
+  }
+  return Status::OK();
+}
+
+Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
+                                 char* out) {
+  const uint32_t bs = opts_.block_size;
+  while (len > 0) {
+    uint32_t blk = off / bs, in = off % bs;
+    uint32_t blk_size = std::min(bs, size - blk * bs);
+    uint32_t take = std::min(len, blk_size - in);
+    NX_ASSIGN_OR_RETURN(auto data, FetchBlock(id, blk, blk_size));
+    std::memcpy(out, data->data() + in, take);
+    out += take;
+    off += take;
+    len -= take;
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t id, uint32_t index,
+                                                                      uint32_t size) {
+  const std::string key = BlockKey(opts_.prefix, id, index, size);
+  if (auto hit = cache_.Get(key)) return hit;
+  using Fut = std::shared_future<Result<std::shared_ptr<const std::string>>>;
+  std::shared_ptr<Fut> fut;
+  std::promise<Result<std::shared_ptr<const std::string>>> promise;
+  bool leader = false;
+  {
+    std::lock_guard lock(fetch_mu_);
+    auto it = fetching_.find(key);
+    if (it != fetching_.end()) {
+      fut = it->second;
+    } else {
+      fut = std::make_shared<Fut>(promise.get_future().share());
+      fetching_.emplace(key, fut);
+      leader = true;
+    }
+  }
+  if (!leader) return fut->get();
+  Result<std::shared_ptr<const std::string>> result = Err(EIO, "not fetched");
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+    auto got = store_->Get(key);
+    if (got && got->size() == size) {
+      result = std::make_shared<const std::string>(std::move(*got));
+      cache_.Put(key, *result);
+      break;
+    }
+    if (got) {
+      result = Err(EIO, "object " + key + " has " + std::to_string(got->size()) +
+                            " bytes, expected " + std::to_string(size));
+      NX_LOG_ERROR("{}", result.error().message());
+      break;
+    }
+    result = Err(EIO, "get " + key + ": " + got.error().ToString());
+    if (got.error().code() == ENOENT) {
+      NX_LOG_ERROR("block object {} is missing", key);
+      break;
+    }
+  }
+  promise.set_value(result);
+  {
+    std::lock_guard lock(fetch_mu_);
+    fetching_.erase(key);
+  }
+  return result;
+}
+
+// Fetches the committed blocks under [off, off+len) into the cache in the background; a full
+// download queue drops the work (readahead is a hint).
+void ChunkStoreImpl::Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len) {
+  auto f = State(ino, false);
+  if (!f || !downloads_) return;
+  ThreadPool* pool = downloads_.get();  // stays valid until its queued tasks have run
+  pool->TrySubmit([this, pool, ino, f, off, len, file_len] {
+    uint64_t end = std::min(off + len, file_len);
+    for (uint64_t at = off; at < end;) {
+      uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
+      uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
+      uint64_t stop = std::min<uint64_t>(end, (uint64_t(chunk) + 1) * meta::kChunkSize);
+      auto recs = CommittedRecords(ino, *f, chunk);
+      if (!recs) return;
+      const uint32_t bs = opts_.block_size;
+      for (const meta::Slice& p : meta::BuildSliceView(*recs)) {
+        uint64_t a = std::max<uint64_t>(pos, p.pos);
+        uint64_t b =
+            std::min<uint64_t>(stop - uint64_t(chunk) * meta::kChunkSize, uint64_t(p.pos) + p.len);
+        if (p.id == 0 || a >= b) continue;
+        uint32_t first = (p.off + static_cast<uint32_t>(a - p.pos)) / bs;
+        uint32_t last = (p.off + static_cast<uint32_t>(b - p.pos) - 1) / bs;
+        for (uint32_t blk = first; blk <= last; ++blk) {
+          uint64_t id = p.id;
+          uint32_t size = std::min(bs, p.size - blk * bs);
+          pool->TrySubmit([this, id, blk, size] { (void)FetchBlock(id, blk, size); });
+        }
+      }
+      at = stop;
+    }
+  });
+}
+
+}  // namespace nexus::chunk

@@ -1,0 +1,148 @@
+#include <algorithm>
+
+#include "chunk/chunk_impl.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+namespace nexus::chunk {
+
+std::string BlockKey(const std::string& prefix, uint64_t id, uint32_t index, uint32_t size) {
+  return prefix + "chunks/" + std::to_string(id / 1000000) + "/" + std::to_string(id / 1000) + "/" +
+         std::to_string(id) + "_" + std::to_string(index) + "_" + std::to_string(size);
+}
+
+Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::ObjectStore* store,
+                                                     const ChunkOptions& options) {
+  if (!meta || !store) return Err(EINVAL, "chunk store needs a metadata layer and an object store");
+  if (options.block_size < 4096 || options.block_size > (64u << 20)) {
+    return Err(EINVAL, "block size " + std::to_string(options.block_size) + " is out of range");
+  }
+  if (options.buffer_size < 2ULL * options.block_size) {
+    return Err(EINVAL, "buffer size " + std::to_string(options.buffer_size >> 20) +
+                           " MiB is smaller than two blocks");
+  }
+  return std::unique_ptr<ChunkStore>(std::make_unique<ChunkStoreImpl>(meta, store, options));
+}
+
+ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
+                               const ChunkOptions& options)
+    : meta_(meta),
+      store_(store),
+      opts_(options),
+      cache_(options.mem_cache_size),
+      uploads_(std::make_unique<ThreadPool>(std::max(1, options.max_uploads), 0, "nx-upload")),
+      downloads_(std::make_unique<ThreadPool>(
+          std::max(1, options.max_downloads),
+          static_cast<size_t>(4 * std::max(1, options.max_downloads)), "nx-download")) {
+  if (opts_.background) background_ = std::thread([this] { BackgroundLoop(); });
+}
+
+ChunkStoreImpl::~ChunkStoreImpl() {
+  Status s = Shutdown();
+  if (!s.ok()) NX_LOG_ERROR("chunk store shutdown: {}", s.ToString());
+}
+
+std::shared_ptr<FileState> ChunkStoreImpl::State(meta::Ino ino, bool create) {
+  std::lock_guard lock(files_mu_);
+  auto it = files_.find(ino);
+  if (it != files_.end()) return it->second;
+  if (!create) return nullptr;
+  auto f = std::make_shared<FileState>();
+  files_.emplace(ino, f);
+  return f;
+}
+
+uint64_t ChunkStoreImpl::PendingLength(meta::Ino ino) {
+  auto f = State(ino, false);
+  if (!f) return 0;
+  std::lock_guard lock(f->mu);
+  uint64_t end = 0;
+  for (const auto& s : f->pending) {
+    end = std::max(end, uint64_t(s->chunk) * meta::kChunkSize + s->pos + s->len);
+  }
+  return end;
+}
+
+void ChunkStoreImpl::Invalidate(meta::Ino ino) {
+  auto f = State(ino, false);
+  if (!f) return;
+  std::lock_guard lock(f->mu);
+  f->records.clear();
+  f->seq_end = 0;
+  f->readahead = 0;
+  f->prefetched_to = 0;
+}
+
+Status ChunkStoreImpl::Shutdown() {
+  {
+    std::lock_guard lock(bg_mu_);
+    if (shut_down_) return Status::OK();
+    shut_down_ = true;
+  }
+  Status first;
+  std::vector<std::pair<meta::Ino, std::shared_ptr<FileState>>> files;
+  {
+    std::lock_guard lock(files_mu_);
+    files.assign(files_.begin(), files_.end());
+  }
+  for (auto& [ino, f] : files) {
+    Status s = FlushState(ino, f);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  {
+    std::lock_guard lock(bg_mu_);
+    stopping_ = true;
+  }
+  bg_cv_.notify_all();
+  if (background_.joinable()) background_.join();
+  uploads_.reset();
+  downloads_.reset();
+  return first;
+}
+
+// Commits data idle for flush_idle_ns, runs queued compactions, and releases deleted data.
+void ChunkStoreImpl::BackgroundLoop() {
+  int64_t last_cleanup = 0;
+  for (;;) {
+    {
+      std::unique_lock lock(bg_mu_);
+      bg_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+      if (stopping_) return;
+    }
+    const int64_t now = MonoNanos();
+    std::vector<std::pair<meta::Ino, std::shared_ptr<FileState>>> idle;
+    {
+      std::lock_guard lock(files_mu_);
+      for (auto& [ino, f] : files_) {
+        std::lock_guard flock(f->mu);
+        bool pressure = buffered_.load() > opts_.buffer_size / 2 && f->inflight == 0;
+        if (!f->pending.empty() && (now - f->last_write > opts_.flush_idle_ns || pressure)) {
+          idle.emplace_back(ino, f);
+        }
+      }
+    }
+    for (auto& [ino, f] : idle) {
+      Status s = FlushState(ino, f);
+      if (!s.ok()) NX_LOG_WARN("background flush of inode {}: {}", ino, s.ToString());
+    }
+    for (;;) {
+      std::pair<meta::Ino, uint32_t> job;
+      {
+        std::lock_guard lock(compact_mu_);
+        if (compact_queue_.empty()) break;
+        job = *compact_queue_.begin();
+        compact_queue_.erase(compact_queue_.begin());
+      }
+      Status s = Compact(job.first, job.second);
+      if (!s.ok())
+        NX_LOG_WARN("compaction of inode {} chunk {}: {}", job.first, job.second, s.ToString());
+    }
+    if (now - last_cleanup > 1'000'000'000) {
+      last_cleanup = now;
+      auto r = CleanupDeleted();
+      if (!r) NX_LOG_WARN("background deletion: {}", r.error().ToString());
+    }
+  }
+}
+
+}  // namespace nexus::chunk

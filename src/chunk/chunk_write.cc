@@ -1,0 +1,215 @@
+// The write path: buffered slices, block uploads, ordered commits, back-pressure.
+#include <chrono>
+#include <thread>
+
+#include "chunk/chunk_impl.h"
+#include "common/clock.h"
+#include "common/logging.h"
+
+namespace nexus::chunk {
+
+void ChunkStoreImpl::Reserve(meta::Ino ino, size_t n) {
+  std::unique_lock lock(buf_mu_);
+  int waits = 0;
+  while (buffered_.load() + n > opts_.buffer_size) {
+    if (++waits % 4 == 0) {
+      // No room is coming unless buffered blocks upload: send this file's partial blocks off
+      // (the background loop does the same for idle files under pressure).
+      lock.unlock();
+      if (auto f = State(ino, false)) {
+        std::lock_guard flock(f->mu);
+        FreezeAndUploadLocked(f);
+      }
+      bg_cv_.notify_all();
+      lock.lock();
+    }
+    buf_cv_.wait_for(lock, std::chrono::milliseconds(5));
+  }
+  buffered_ += n;
+}
+
+void ChunkStoreImpl::Release(size_t n) {
+  {
+    std::lock_guard lock(buf_mu_);
+    buffered_ -= n;
+  }
+  buf_cv_.notify_all();
+}
+
+Status ChunkStoreImpl::Write(meta::Ino ino, uint64_t off, const char* data, size_t len) {
+  if (off + len < off || off + len > (uint64_t(1) << 50)) {
+    return Status::Errno(EFBIG, "write at " + std::to_string(off) + " of inode " +
+                                    std::to_string(ino) + " is past the largest file size");
+  }
+  auto f = State(ino, true);
+  while (len > 0) {
+    const uint32_t chunk = static_cast<uint32_t>(off / meta::kChunkSize);
+    const uint32_t pos = static_cast<uint32_t>(off % meta::kChunkSize);
+    size_t n = std::min<uint64_t>({len, meta::kChunkSize - pos, opts_.block_size});
+    Reserve(ino, n);
+    {
+      std::lock_guard lock(f->mu);
+      Status s = AppendLocked(f, chunk, pos, data, n);
+      if (!s.ok()) {
+        Release(n);
+        return s.With("write inode " + std::to_string(ino));
+      }
+      f->last_write = MonoNanos();
+    }
+    off += n;
+    data += n;
+    len -= n;
+  }
+  return Status::OK();
+}
+
+Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_t chunk,
+                                    uint32_t pos, const char* data, size_t len) {
+  std::shared_ptr<PendingSlice> s = f->pending.empty() ? nullptr : f->pending.back();
+  if (!s || s->frozen || s->chunk != chunk || s->pos + s->len != pos) {
+    if (s && !s->frozen) {  // its data is final: send its last partial block off
+      s->frozen = true;
+      if (!s->blocks.empty()) StartUploadLocked(f, s, static_cast<uint32_t>(s->blocks.size() - 1));
+    }
+    auto id = meta_->NewSliceId();
+    if (!id) return id.error();
+    s = std::make_shared<PendingSlice>();
+    s->chunk = chunk;
+    s->pos = pos;
+    s->id = *id;
+    f->pending.push_back(s);
+  }
+  s->mtime = NowNanos();
+  const uint32_t bs = opts_.block_size;
+  while (len > 0) {
+    uint32_t b = s->len / bs, in = s->len % bs;
+    if (b >= s->blocks.size()) {
+      s->blocks.emplace_back();
+      s->blocks.back().data.reserve(std::min<size_t>(bs, std::max<size_t>(len, 64 << 10)));
+    }
+    auto& blk = s->blocks[b];
+    size_t n = std::min<size_t>(len, bs - in);
+    blk.data.append(data, n);
+    blk.size += static_cast<uint32_t>(n);
+    s->len += static_cast<uint32_t>(n);
+    data += n;
+    len -= n;
+    if (blk.size == bs) StartUploadLocked(f, s, b);
+  }
+  if (s->pos + s->len == meta::kChunkSize) {
+    s->frozen = true;
+    StartUploadLocked(f, s, static_cast<uint32_t>(s->blocks.size() - 1));
+  }
+  return Status::OK();
+}
+
+void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
+                                       const std::shared_ptr<PendingSlice>& s, uint32_t block) {
+  auto& blk = s->blocks[block];
+  if (blk.uploading || blk.uploaded || blk.size == 0) return;
+  blk.uploading = true;
+  f->inflight++;
+  uploads_->Submit([this, f, s, block] {
+    // The block is final, so its bytes do not change while the upload reads them.
+    const std::string* data;
+    {
+      std::lock_guard lock(f->mu);
+      data = &s->blocks[block].data;
+    }
+    Status st = UploadBlock(*s, block, *data);
+    size_t freed = 0;
+    {
+      std::lock_guard lock(f->mu);
+      auto& b = s->blocks[block];
+      b.uploading = false;
+      if (st.ok()) {
+        b.uploaded = true;
+        auto copy = std::make_shared<const std::string>(std::move(b.data));
+        freed = copy->size();
+        b.data = std::string();
+        cache_.Put(BlockKey(opts_.prefix, s->id, block, b.size), std::move(copy));
+      } else {
+        s->error = st;
+      }
+      f->inflight--;
+    }
+    f->changed.notify_all();
+    if (freed) Release(freed);
+  });
+}
+
+Status ChunkStoreImpl::UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data) {
+  const std::string key = BlockKey(opts_.prefix, s.id, block, static_cast<uint32_t>(data.size()));
+  Status st;
+  constexpr int kAttempts = 6;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+    st = store_->Put(key, data);
+    if (st.ok()) return st;
+    if (st.code() == EINVAL || st.code() == EACCES || st.code() == EROFS) break;  // permanent
+  }
+  NX_LOG_ERROR("upload of {} failed: {}", key, st.ToString());
+  return Status::IOError("upload of " + key + " failed: " + st.message());
+}
+
+void ChunkStoreImpl::FreezeAndUploadLocked(const std::shared_ptr<FileState>& f) {
+  for (auto& s : f->pending) {
+    s->frozen = true;
+    for (uint32_t b = 0; b < s->blocks.size(); ++b) StartUploadLocked(f, s, b);
+  }
+}
+
+Status ChunkStoreImpl::Flush(meta::Ino ino) {
+  auto f = State(ino, false);
+  if (!f) return Status::OK();
+  return FlushState(ino, f);
+}
+
+// Uploads every buffered block of the file, then commits its slices to Meta in write order.
+// A slice whose upload failed stays pending (the next Flush retries it) and the error is
+// returned; nothing after it is committed, so the order of overlapping writes is kept.
+Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f) {
+  std::lock_guard flush_lock(f->flush_mu);
+  {
+    std::unique_lock lock(f->mu);
+    if (f->pending.empty()) return Status::OK();
+    FreezeAndUploadLocked(f);
+    f->changed.wait(lock, [&] { return f->inflight == 0; });
+  }
+  for (;;) {
+    std::shared_ptr<PendingSlice> s;
+    {
+      std::lock_guard lock(f->mu);
+      if (f->pending.empty()) return Status::OK();
+      s = f->pending.front();
+      for (const auto& b : s->blocks) {
+        if (!b.uploaded && b.size > 0) {
+          return s->error.ok() ? Status::IOError("inode " + std::to_string(ino) +
+                                                 ": a block was not uploaded")
+                               : s->error.With("flush inode " + std::to_string(ino));
+        }
+      }
+    }
+    meta::Slice rec{s->pos, s->id, s->len, 0, s->len};
+    Status st = meta_->WriteSlice(ino, s->chunk, rec, s->mtime);
+    if (!st.ok()) {
+      NX_LOG_ERROR("commit of slice {} to inode {} chunk {} failed: {}", s->id, ino, s->chunk,
+                   st.ToString());
+      return st.With("flush inode " + std::to_string(ino));
+    }
+    bool compact = false;
+    {
+      std::lock_guard lock(f->mu);
+      f->pending.pop_front();
+      f->records.erase(s->chunk);
+      int& n = f->commits_since_check[s->chunk];
+      if (++n >= opts_.compact_write_slices) {
+        n = 0;
+        compact = true;
+      }
+    }
+    if (compact) RequestCompaction(ino, s->chunk);
+  }
+}
+
+}  // namespace nexus::chunk
