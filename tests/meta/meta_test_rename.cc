@@ -51,6 +51,29 @@ class MetaRenameTest : public MetaVolumeTest {
   Status Mv(Ino p, const std::string& n, Ino np, const std::string& nn, uint32_t flags = 0) {
     return meta_->Rename(root_, p, n, np, nn, flags);
   }
+
+  // Every directory of `dirs` hangs off the root exactly once, and each one's Attr.parent and
+  // nlink agree with the entries.
+  void ExpectTree(const std::vector<Ino>& dirs) {
+    std::map<Ino, int> seen;
+    std::vector<Ino> queue = {kRootIno};
+    while (!queue.empty()) {
+      Ino dir = queue.back();
+      queue.pop_back();
+      std::vector<DirEntry> entries;
+      ASSERT_OK(meta_->ReadDir(root_, dir, "", 0, true, &entries));
+      uint32_t subdirs = 0;
+      for (const DirEntry& e : entries) {
+        ASSERT_EQ(e.type, FileType::kDir);
+        EXPECT_EQ(e.attr.parent, dir) << "directory " << e.name;
+        ++subdirs;
+        if (++seen[e.ino] == 1) queue.push_back(e.ino);
+      }
+      EXPECT_EQ(A(dir).nlink, 2 + subdirs) << "directory " << dir;
+    }
+    EXPECT_EQ(seen.size(), dirs.size());
+    for (Ino d : dirs) EXPECT_EQ(seen[d], 1) << "directory " << d;
+  }
 };
 
 TEST_P(MetaRenameTest, FileToNewNameAndAcrossDirectories) {
@@ -275,25 +298,7 @@ TEST_P(MetaRenameTest, ConcurrentRandomDirectoryRenamesKeepATree) {
   EXPECT_LT(busy.load(), done / 100 + 1);
   EXPECT_GE(done, 20000) << "too few renames finished before the time bound";
 
-  // Walk the tree from the root.
-  std::map<Ino, int> seen;
-  std::vector<Ino> queue = {kRootIno};
-  while (!queue.empty()) {
-    Ino dir = queue.back();
-    queue.pop_back();
-    std::vector<DirEntry> entries;
-    ASSERT_OK(meta_->ReadDir(root_, dir, "", 0, true, &entries));
-    uint32_t subdirs = 0;
-    for (const DirEntry& e : entries) {
-      ASSERT_EQ(e.type, FileType::kDir);
-      EXPECT_EQ(e.attr.parent, dir) << "directory " << e.name;
-      ++subdirs;
-      if (++seen[e.ino] == 1) queue.push_back(e.ino);
-    }
-    EXPECT_EQ(A(dir).nlink, 2 + subdirs) << "directory " << dir;
-  }
-  EXPECT_EQ(seen.size(), static_cast<size_t>(kDirs));
-  for (Ino d : dirs) EXPECT_EQ(seen[d], 1) << "directory " << d;
+  ExpectTree(dirs);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaRenameTest, testing::ValuesIn(EngineUrls()), EngineTestName);
