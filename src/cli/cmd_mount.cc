@@ -420,6 +420,7 @@ void RunMount(MountArgs a) {
       if (devnull > 2) close(devnull);
     }
   }
+  spdlog::drop_all();  // main() set up stderr logging for the other commands
   InitLogging(a.log_level, a.log_file);
   spdlog::flush_on(spdlog::level::info);  // a daemon's log must be readable while it runs
   int code = Serve(a, p, ready);

@@ -13,6 +13,7 @@
 
 #include "common/logging.h"
 #include "fuse/fuse_server.h"
+#include "fuse/lock_waiter.h"
 #include "meta/types.h"
 #include "vfs/vfs.h"
 
@@ -450,8 +451,14 @@ void OpGetLk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi, struct f
 
 void OpSetLk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi, struct flock* lock,
              int sleep) {
-  Status s = V(req)->SetLk(ino, fi->lock_owner, FromFlock(lock), sleep != 0,
-                           [req] { return fuse_req_interrupted(req) != 0; });
+  vfs::Vfs* v = V(req);
+  uint64_t owner = fi->lock_owner;
+  meta::PosixLock l = FromFlock(lock);
+  Status s = v->SetLk(ino, owner, l, false, nullptr);
+  if (s.code() == EAGAIN && sleep) {  // F_SETLKW: wait without holding this worker
+    return Server(req)->lock_waiter()->Add(
+        req, ino, [v, ino, owner, l] { return v->SetLk(ino, owner, l, false, nullptr); });
+  }
   s.ok() ? (void)fuse_reply_err(req, 0) : ReplyErr(req, s, "setlk");
 }
 
@@ -459,8 +466,13 @@ void OpFlock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi, int op) 
   meta::LockType type = meta::LockType::kUnlock;
   if (op & LOCK_SH) type = meta::LockType::kRead;
   if (op & LOCK_EX) type = meta::LockType::kWrite;
-  Status s = V(req)->Flock(ino, fi->lock_owner, type, (op & LOCK_NB) == 0,
-                           [req] { return fuse_req_interrupted(req) != 0; });
+  vfs::Vfs* v = V(req);
+  uint64_t owner = fi->lock_owner;
+  Status s = v->Flock(ino, owner, type, false, nullptr);
+  if (s.code() == EAGAIN && (op & LOCK_NB) == 0) {
+    return Server(req)->lock_waiter()->Add(
+        req, ino, [v, ino, owner, type] { return v->Flock(ino, owner, type, false, nullptr); });
+  }
   s.ok() ? (void)fuse_reply_err(req, 0) : ReplyErr(req, s, "flock");
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/logging.h"
 #include "fuse/fuse_ops.h"
+#include "fuse/lock_waiter.h"
 
 namespace nexus::fuse {
 namespace {
@@ -75,7 +76,11 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(vfs::Vfs* vfs, const FuseO
   return server;
 }
 
+FuseServer::FuseServer(vfs::Vfs* vfs, FuseOptions options)
+    : vfs_(vfs), options_(std::move(options)), lock_waiter_(std::make_unique<LockWaiter>(vfs)) {}
+
 FuseServer::~FuseServer() {
+  lock_waiter_.reset();  // answers requests still waiting for a lock
   if (se_ == nullptr) return;
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);

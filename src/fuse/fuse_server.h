@@ -19,6 +19,8 @@ class Vfs;
 
 namespace nexus::fuse {
 
+class LockWaiter;
+
 struct FuseOptions {
   std::string mountpoint;
   std::string fsname = "nexusfs";  // shown as the mount's source: "nexusfs:<volume>"
@@ -52,12 +54,15 @@ class FuseServer {
   struct fuse_session* session() const {
     return se_;
   }
+  // Serves blocking lock requests off the worker threads.
+  LockWaiter* lock_waiter() const { return lock_waiter_.get(); }
 
  private:
-  FuseServer(vfs::Vfs* vfs, FuseOptions options) : vfs_(vfs), options_(std::move(options)) {}
+  FuseServer(vfs::Vfs* vfs, FuseOptions options);
 
   vfs::Vfs* vfs_;
   FuseOptions options_;
+  std::unique_ptr<LockWaiter> lock_waiter_;
   struct fuse_session* se_ = nullptr;
   bool mounted_ = false;
 };

@@ -178,6 +178,9 @@ class Vfs {
                const Interrupted& interrupted);
   Status Flock(Ino ino, uint64_t owner, meta::LockType type, bool wait,
                const Interrupted& interrupted);
+  // Blocks until a lock on `ino` may have changed or `timeout_ns` passed (for callers that
+  // retry non-blocking attempts themselves).
+  void WaitLockChange(Ino ino, int64_t timeout_ns);
 
   // ---- directories (vfs_dir.cc) ----
   Result<uint64_t> OpenDir(const Context& ctx, Ino ino, int flags);

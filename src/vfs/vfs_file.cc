@@ -316,6 +316,8 @@ Status Vfs::WaitLock(Ino ino, const std::function<Status()>& attempt, bool wait,
   }
 }
 
+void Vfs::WaitLockChange(Ino ino, int64_t timeout_ns) { meta_->WaitLockChange(ino, timeout_ns); }
+
 Status Vfs::SetLk(Ino ino, uint64_t owner, const meta::PosixLock& lock, bool wait,
                   const Interrupted& interrupted) {
   Count(Op::kLock);
