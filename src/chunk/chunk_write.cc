@@ -166,22 +166,30 @@ Status ChunkStoreImpl::Flush(meta::Ino ino) {
 }
 
 // Uploads every buffered block of the file, then commits its slices to Meta in write order.
-// A slice whose upload failed stays pending (the next Flush retries it) and the error is
-// returned; nothing after it is committed, so the order of overlapping writes is kept.
+// Only the slices that exist when the flush starts are its business: writes that arrive while
+// it runs start new slices behind them. A slice whose upload failed stays pending (the next
+// Flush retries it) and the error is returned; nothing after it is committed, so the order of
+// overlapping writes is kept.
 Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f) {
   std::lock_guard flush_lock(f->flush_mu);
+  std::vector<std::shared_ptr<PendingSlice>> batch;
   {
     std::unique_lock lock(f->mu);
     if (f->pending.empty()) return Status::OK();
     FreezeAndUploadLocked(f);
-    f->changed.wait(lock, [&] { return f->inflight == 0; });
+    batch.assign(f->pending.begin(), f->pending.end());
+    f->changed.wait(lock, [&] {
+      for (const auto& s : batch) {
+        for (const auto& b : s->blocks) {
+          if (b.uploading) return false;
+        }
+      }
+      return true;
+    });
   }
-  for (;;) {
-    std::shared_ptr<PendingSlice> s;
+  for (const auto& s : batch) {
     {
       std::lock_guard lock(f->mu);
-      if (f->pending.empty()) return Status::OK();
-      s = f->pending.front();
       for (const auto& b : s->blocks) {
         if (!b.uploaded && b.size > 0) {
           return s->error.ok() ? Status::IOError("inode " + std::to_string(ino) +
@@ -200,6 +208,7 @@ Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState
     bool compact = false;
     {
       std::lock_guard lock(f->mu);
+      // The batch is the front of the queue: later writes only ever append behind it.
       f->pending.pop_front();
       f->records.erase(s->chunk);
       int& n = f->commits_since_check[s->chunk];
@@ -210,6 +219,7 @@ Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState
     }
     if (compact) RequestCompaction(ino, s->chunk);
   }
+  return Status::OK();
 }
 
 }  // namespace nexus::chunk
