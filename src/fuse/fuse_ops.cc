@@ -161,8 +161,8 @@ meta::SetAttrRequest ToSetAttr(const struct stat* st, int to_set) {
 }
 
 void OpSetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
-               struct fuse_file_info*) {
-  auto r = V(req)->SetAttr(MakeContext(req), ino, ToSetAttr(attr, to_set));
+               struct fuse_file_info* fi) {
+  auto r = V(req)->SetAttr(MakeContext(req), ino, ToSetAttr(attr, to_set), fi ? fi->fh : 0);
   if (!r) return ReplyErr(req, r.error(), "setattr");
   struct stat st = ToStat(ino, *r);
   fuse_reply_attr(req, &st, Server(req)->options().attr_timeout);

@@ -30,9 +30,19 @@ Status NotOwner(const Context& ctx, const Attr& a, Ino ino, std::string_view op)
 
 // chmod: the owner or root; S_ISGID is dropped when a non-root caller is not in the file's
 // group (the kernel's setattr_copy()).
-Status ApplyMode(const Context& ctx, const SetAttrRequest& req, Ino ino, Attr* a) {
+//
+// One exception: a change that only drops S_ISUID/S_ISGID is what the kernel sends on behalf of
+// a writer that is not the owner (file_remove_privs after a write or truncate), so anyone with
+// write permission may make it.
+Status ApplyMode(const Context& ctx, const SetAttrRequest& req, Ino ino, bool can_write, Attr* a) {
   if (!(req.mask & kSetMode)) return Status::OK();
-  if (!OwnerOrRoot(ctx, *a)) return NotOwner(ctx, *a, ino, "chmod");
+  const uint32_t kill = S_ISUID | S_ISGID;
+  const bool only_drops_privs = (req.mode & 07777 & ~kill) == (a->mode & ~kill) &&
+                                (req.mode & kill) != (a->mode & kill) &&
+                                (req.mode & kill & ~a->mode) == 0;
+  if (!OwnerOrRoot(ctx, *a) && !(only_drops_privs && can_write)) {
+    return NotOwner(ctx, *a, ino, "chmod");
+  }
   uint32_t mode = req.mode & 07777;
   const uint32_t gid = (req.mask & kSetGid) ? req.gid : a->gid;
   if (!Privileged(ctx) && !ctx.InGroup(gid)) mode &= ~S_ISGID;
@@ -100,7 +110,7 @@ Result<Attr> MetaImpl::SetAttr(const Context& ctx, Ino ino, const SetAttrRequest
     const bool can_write = CheckPermission(ctx, attr, W_OK).ok();
     const int64_t now = NowNanos();
     NX_TRY(ApplyOwner(ctx, req, ino, &attr));
-    NX_TRY(ApplyMode(ctx, req, ino, &attr));
+    NX_TRY(ApplyMode(ctx, req, ino, can_write, &attr));
     NX_TRY(ApplyTimes(ctx, req, ino, can_write, now, &attr));
     attr.ctime = (req.mask & kSetCtime) ? req.ctime : now;
     out = attr;

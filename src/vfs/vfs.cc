@@ -7,6 +7,7 @@
 #include "chunk/chunk_store.h"
 #include "common/logging.h"
 #include "meta/meta.h"
+#include "vfs/vfs_handles.h"
 
 namespace nexus::vfs {
 
@@ -68,7 +69,8 @@ Result<Attr> Vfs::GetAttr(Ino ino) {
   return attr;
 }
 
-Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrRequest& req) {
+Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrRequest& req,
+                          uint64_t fh) {
   Count(Op::kSetAttr);
   if (IsInternalIno(ino)) return Err(EPERM, "internal files cannot be changed");
   NX_TRY(CheckWritable());
@@ -77,7 +79,12 @@ Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrReques
   // now (cp -p sets times before close), nor outlive a truncate.
   if (req.mask & (meta::kSetSize | meta::kSetMtime | meta::kSetMtimeNow)) NX_TRY(FlushData(ino));
   if (req.mask & meta::kSetSize) {
-    auto truncated = meta_->Truncate(ctx, ino, req.size);
+    Context truncate_ctx = ctx;
+    if (fh) {
+      auto h = FindFile(fh);
+      if (h && h->ino == ino && h->Writable()) truncate_ctx.check_permission = false;
+    }
+    auto truncated = meta_->Truncate(truncate_ctx, ino, req.size);
     chunks_->Invalidate(ino);
     if (!truncated) return Err(truncated.error());
     rest.mask &= ~meta::kSetSize;

@@ -126,8 +126,11 @@ class Vfs {
   Result<Entry> Lookup(const Context& ctx, Ino parent, std::string_view name);
   // The length is the larger of the committed one and this client's unflushed writes.
   Result<Attr> GetAttr(Ino ino);
-  // Size changes flush first, then truncate, then drop cached slices.
-  Result<Attr> SetAttr(const Context& ctx, Ino ino, const meta::SetAttrRequest& req);
+  // Size changes flush first, then truncate, then drop cached slices. `fh` (0 = none) is the
+  // handle of an ftruncate: a handle opened for writing may truncate whatever the mode says now,
+  // as POSIX checks permission at open.
+  Result<Attr> SetAttr(const Context& ctx, Ino ino, const meta::SetAttrRequest& req,
+                       uint64_t fh = 0);
   Result<Entry> Mknod(const Context& ctx, Ino parent, std::string_view name, mode_t mode,
                       dev_t rdev);
   Result<Entry> Mkdir(const Context& ctx, Ino parent, std::string_view name, mode_t mode);
