@@ -11,10 +11,11 @@
 
 namespace nexus::cli {
 
-Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url) {
+Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url,
+                                                     meta::MetaOptions options) {
   auto engine = kv::Engine::Open(meta_url);
   if (!engine) return Err(engine.error());
-  return meta::Meta::Create(std::move(*engine));
+  return meta::Meta::Create(std::move(*engine), options);
 }
 
 std::string MissingEmbeddedPath(std::string_view meta_url) {
@@ -29,7 +30,7 @@ std::string MissingEmbeddedPath(std::string_view meta_url) {
   return path;
 }
 
-Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url) {
+Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url, meta::MetaOptions options) {
   // Embedded engines create their files on open: refuse a path with nothing there instead of
   // leaving an empty database behind.
   if (!MissingEmbeddedPath(meta_url).empty()) {
@@ -37,7 +38,7 @@ Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url) {
                            " is not formatted (no such file or directory; run 'nexusfs format' "
                            "first)");
   }
-  NX_ASSIGN_OR_RETURN(auto m, OpenMetaUnloaded(meta_url));
+  NX_ASSIGN_OR_RETURN(auto m, OpenMetaUnloaded(meta_url, options));
   auto loaded = m->Load();
   if (!loaded) {
     if (loaded.error().IsNotFound()) {

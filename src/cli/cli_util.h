@@ -6,21 +6,20 @@
 #include <string_view>
 
 #include "common/status.h"
-
-namespace nexus::meta {
-class Meta;
-}
+#include "meta/meta.h"
 
 namespace nexus::cli {
 
 // Opens the engine at `meta_url` and wraps it in Meta without loading the volume.
-Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url);
+Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url,
+                                                     meta::MetaOptions options = {});
 // For an embedded engine URL (a plain path, rocksdb://, sqlite3://) whose files do not exist
 // yet: their path. Otherwise "" (the files exist, or the engine is not embedded).
 std::string MissingEmbeddedPath(std::string_view meta_url);
 
 // Opens the engine and loads the volume; "volume at X is not formatted" when it is not.
-Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url);
+Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url,
+                                             meta::MetaOptions options = {});
 
 // The object-store URL of a volume: storage "file" + bucket DIR -> "file://DIR", "mem" ->
 // "mem://", "s3" -> the bucket URL as given.

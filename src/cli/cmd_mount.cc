@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -46,6 +47,7 @@ constexpr int64_t kStaleSessionNs = 60'000'000'000;
 constexpr int kUmountWaitMs = 120'000;
 
 struct MountArgs {
+  bool non_default_permission = false;
   std::string meta_url;
   std::string mountpoint;
   bool background = false;
@@ -248,20 +250,9 @@ struct ReadyPipe {
 };
 
 Result<std::unique_ptr<meta::Meta>> OpenVolume(const std::string& url, bool read_only) {
-  auto engine = kv::Engine::Open(url);
-  if (!engine) return Err(engine.error().With("metadata engine " + url));
   meta::MetaOptions mo;
   mo.read_only = read_only;
-  auto m = meta::Meta::Create(std::move(*engine), mo);
-  auto loaded = m->Load();
-  if (!loaded) {
-    if (loaded.error().IsNotFound()) {
-      return Err(ENOENT, "volume at " + m->engine()->Name() +
-                             " is not formatted (run 'nexusfs format' first)");
-    }
-    return Err(loaded.error());
-  }
-  return m;
+  return OpenMeta(url, mo);
 }
 
 Status StartSession(meta::Meta* m, const std::string& mountpoint) {
@@ -305,6 +296,12 @@ fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
   fo.mountpoint = a.mountpoint;
   fo.fsname = "nexusfs:" + f.name;
   fo.mount_options = p.fuse;
+  // The kernel checks permissions (default_permissions) unless asked not to, as JuiceFS does:
+  // without it a cached dentry skips the search-permission check of its parent directories.
+  if (!a.non_default_permission && std::find(fo.mount_options.begin(), fo.mount_options.end(),
+                                             "default_permissions") == fo.mount_options.end()) {
+    fo.mount_options.push_back("default_permissions");
+  }
   fo.writeback_cache = p.writeback_cache;
   fo.attr_timeout = a.attr_cache;
   fo.entry_timeout = a.entry_cache;
@@ -513,6 +510,9 @@ void RegisterMount(CLI::App& app) {
   cmd->add_option("-o", a->options,
                   "Mount options: allow_other, default_permissions, ro, writeback_cache, ...")
       ->allow_extra_args(false);
+  cmd->add_flag("--non-default-permission", a->non_default_permission,
+                "Do not mount with default_permissions: NexusFS alone checks permissions (the "
+                "kernel then skips search checks on cached path components)");
   cmd->add_option("--cache-dir", a->cache_dir, "Directory of the local block cache");
   cmd->add_option("--cache-size", a->cache_size_mib, "Local cache size in MiB")
       ->capture_default_str();

@@ -39,6 +39,21 @@ inline uint16_t GetBE16(const char* p) {
   return static_cast<uint16_t>((static_cast<uint8_t>(p[0]) << 8) | static_cast<uint8_t>(p[1]));
 }
 
+// The smallest key greater than every key starting with `prefix`, for [prefix, end) scans;
+// "" (no upper bound) when the prefix is empty or all 0xff bytes.
+inline std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    unsigned char c = static_cast<unsigned char>(end.back());
+    if (c != 0xff) {
+      end.back() = static_cast<char>(c + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return end;
+}
+
 // A bounds-checked cursor over a record; every Get returns false once the input is exhausted,
 // so decoders of damaged records fail cleanly instead of reading past the end.
 class Decoder {

@@ -2,19 +2,6 @@
 
 namespace nexus::meta::keys {
 
-std::string PrefixEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    unsigned char c = static_cast<unsigned char>(end.back());
-    if (c != 0xff) {
-      end.back() = static_cast<char>(c + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return end;  // "" = to the end of the key space
-}
-
 std::string EncodeAttr(const meta::Attr& a) {
   std::string s;
   s.reserve(64);

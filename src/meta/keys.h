@@ -137,9 +137,6 @@ inline std::string DirQuota(Ino ino) {
   return k;
 }
 
-// The smallest key greater than every key starting with `prefix` (for [prefix, end) scans).
-std::string PrefixEnd(std::string_view prefix);
-
 // ---- records ----
 constexpr uint8_t kAttrVersion = 1;
 constexpr size_t kSliceRecordSize = 24;  // pos(4) id(8) size(4) off(4) len(4)

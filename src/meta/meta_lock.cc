@@ -337,7 +337,7 @@ Status MetaImpl::ReleaseSessionLocks(uint64_t sid) {
   for (const std::string prefix : {"F", "P"}) {
     const bool flock = prefix == "F";
     std::string from = prefix;
-    const std::string end = keys::PrefixEnd(prefix);
+    const std::string end = PrefixEnd(prefix);
     while (true) {
       std::vector<std::string> mine;
       size_t seen = 0;

@@ -443,7 +443,7 @@ Status MetaImpl::ReadDir(const Context& ctx, Ino dir, std::string_view after, si
     std::string begin = prefix;
     if (!after.empty()) begin.append(after).push_back('\0');  // strictly after `after`
     Status bad;
-    NX_TRY(txn.Scan(begin, keys::PrefixEnd(prefix), limit,
+    NX_TRY(txn.Scan(begin, PrefixEnd(prefix), limit,
                     [&](std::string_view k, std::string_view v) {
                       DirEntry e;
                       e.name = std::string(k.substr(prefix.size()));

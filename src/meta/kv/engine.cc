@@ -55,19 +55,6 @@ Status Engine::Reset() {
   }
 }
 
-std::string PrefixEnd(std::string_view prefix) {
-  std::string end(prefix);
-  while (!end.empty()) {
-    unsigned char c = static_cast<unsigned char>(end.back());
-    if (c != 0xff) {
-      end.back() = static_cast<char>(c + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return end;
-}
-
 std::string EncodeCounter(int64_t v) {
   std::string s(8, '\0');
   uint64_t u = static_cast<uint64_t>(v);

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/encoding.h"
 #include "common/status.h"
 #include "meta/kv/engine.h"
 
@@ -15,8 +16,6 @@ Result<std::unique_ptr<Engine>> OpenMemory();
 Result<std::unique_ptr<Engine>> OpenRocksDB(const std::string& path);
 Result<std::unique_ptr<Engine>> OpenSQLite(const std::string& path);
 
-// The smallest key greater than every key starting with `prefix` ("" = no bound).
-std::string PrefixEnd(std::string_view prefix);
 // Counters: 8-byte little-endian two's complement.
 std::string EncodeCounter(int64_t v);
 int64_t DecodeCounter(std::string_view in);
