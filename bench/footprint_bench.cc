@@ -28,9 +28,12 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/nexus-footprint";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--files") files = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--dirs") dirs = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (a == "--dir") dir = argv[i + 1];
+    if (a == "--files")
+      files = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--dirs")
+      dirs = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--dir")
+      dir = argv[i + 1];
   }
   fs::remove_all(dir);
   auto t0 = std::chrono::steady_clock::now();
@@ -56,8 +59,8 @@ int main(int argc, char** argv) {
       parents.push_back(e->ino);
     }
     for (uint64_t i = 0; i < files; ++i) {
-      auto e = m->Mknod(ctx, parents[i % dirs], "file-" + std::to_string(i),
-                        meta::FileType::kFile, 0644, 0);
+      auto e = m->Mknod(ctx, parents[i % dirs], "file-" + std::to_string(i), meta::FileType::kFile,
+                        0644, 0);
       if (!e) return std::fprintf(stderr, "mknod: %s\n", e.error().ToString().c_str()), 1;
     }
   }
@@ -75,10 +78,11 @@ int main(int argc, char** argv) {
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() == ".sst") sst += e.file_size();
   }
-  std::printf("files=%llu dirs=%llu create_rate=%.0f/s dir_bytes_before_compaction=%llu "
-              "sst_bytes=%llu bytes_per_file=%.1f\n",
-              (unsigned long long)files, (unsigned long long)dirs, files / secs,
-              (unsigned long long)before, (unsigned long long)sst, double(sst) / files);
+  std::printf(
+      "files=%llu dirs=%llu create_rate=%.0f/s dir_bytes_before_compaction=%llu "
+      "sst_bytes=%llu bytes_per_file=%.1f\n",
+      (unsigned long long)files, (unsigned long long)dirs, files / secs, (unsigned long long)before,
+      (unsigned long long)sst, double(sst) / files);
   fs::remove_all(dir);
   return 0;
 }

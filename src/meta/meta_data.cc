@@ -108,8 +108,8 @@ Result<std::vector<ChunkKV>> ScanChunks(kv::Txn& txn, Ino ino, uint64_t from, ui
                                         size_t limit) {
   std::vector<ChunkKV> out;
   const std::string prefix = keys::ChunkPrefix(ino);
-  const std::string end = last >= UINT32_MAX ? PrefixEnd(prefix)
-                                             : keys::Chunk(ino, static_cast<uint32_t>(last + 1));
+  const std::string end =
+      last >= UINT32_MAX ? PrefixEnd(prefix) : keys::Chunk(ino, static_cast<uint32_t>(last + 1));
   if (from > UINT32_MAX) return out;
   NX_TRY(txn.Scan(keys::Chunk(ino, static_cast<uint32_t>(from)), end, limit,
                   [&](std::string_view k, std::string_view v) {

@@ -119,8 +119,8 @@ class MetaImpl final : public Meta {
   struct RenameOp;  // meta_rename.cc
   // Adds `name` -> inode `ino` (fresh, allocated by AllocIno) to `parent` inside `txn` and
   // fills `out`. EEXIST when the name is taken; then `*existing` is the inode found.
-  Status CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std::string_view name,
-                       Ino ino, const NewNode& node, Entry* out, Ino* existing);
+  Status CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std::string_view name, Ino ino,
+                       const NewNode& node, Entry* out, Ino* existing);
   // Allocates an inode and creates the node in one transaction; with `open_flags` >= 0 it
   // also registers an open handle of the new file in that transaction (Create).
   Result<Entry> CreateNode(const Context& ctx, Ino parent, std::string_view name,
@@ -172,7 +172,6 @@ class MetaImpl final : public Meta {
   static constexpr size_t kOpenStripes = 64;
   std::mutex& OpenStripe(Ino ino) { return open_stripes_[ino % kOpenStripes]; }
   std::mutex open_stripes_[kOpenStripes];
-
 
   // ---- data helpers (meta_data.cc, meta_xattr.cc, meta_lock.cc) ----
   // Deletes chunk `index` of `ino`, whose encoded records are `value`, and releases them.

@@ -443,15 +443,14 @@ Status MetaImpl::ReadDir(const Context& ctx, Ino dir, std::string_view after, si
     std::string begin = prefix;
     if (!after.empty()) begin.append(after).push_back('\0');  // strictly after `after`
     Status bad;
-    NX_TRY(txn.Scan(begin, PrefixEnd(prefix), limit,
-                    [&](std::string_view k, std::string_view v) {
-                      DirEntry e;
-                      e.name = std::string(k.substr(prefix.size()));
-                      bad = keys::DecodeDentry(v, &e.type, &e.ino);
-                      if (!bad.ok()) return false;
-                      out->push_back(std::move(e));
-                      return true;
-                    }));
+    NX_TRY(txn.Scan(begin, PrefixEnd(prefix), limit, [&](std::string_view k, std::string_view v) {
+      DirEntry e;
+      e.name = std::string(k.substr(prefix.size()));
+      bad = keys::DecodeDentry(v, &e.type, &e.ino);
+      if (!bad.ok()) return false;
+      out->push_back(std::move(e));
+      return true;
+    }));
     if (!bad.ok()) return bad.With("readdir " + InoName(dir));
     if (!plus || out->empty()) return Status::OK();
     std::vector<std::string> akeys;

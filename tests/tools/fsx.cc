@@ -109,16 +109,29 @@ class Exerciser {
 
   bool Step() {
     switch (Rand(o_.mmap ? 13 : 11)) {
-      case 0: case 1: case 2: return Write();
-      case 3: case 4: return Read();
-      case 5: return Truncate();
-      case 6: return o_.fallocate ? Fallocate() : Read();
-      case 7: return o_.copy_range ? CopyRange() : Write();
-      case 8: return Fsync();
-      case 9: return Reopen();
-      case 10: return CheckSize();
-      case 11: return MapRead();
-      default: return MapWrite();
+      case 0:
+      case 1:
+      case 2:
+        return Write();
+      case 3:
+      case 4:
+        return Read();
+      case 5:
+        return Truncate();
+      case 6:
+        return o_.fallocate ? Fallocate() : Read();
+      case 7:
+        return o_.copy_range ? CopyRange() : Write();
+      case 8:
+        return Fsync();
+      case 9:
+        return Reopen();
+      case 10:
+        return CheckSize();
+      case 11:
+        return MapRead();
+      default:
+        return MapWrite();
     }
   }
 
@@ -147,8 +160,8 @@ class Exerciser {
     if (n < 0) return !Fatal("pread");
     size_t want = std::min<uint64_t>(len, model_.size() - off);
     if (static_cast<size_t>(n) != want) {
-      std::fprintf(stderr, "nexus-fsx: op %ld: short read %zd of %zu at %llu (size %zu)\n", op_,
-                   n, want, static_cast<unsigned long long>(off), model_.size());
+      std::fprintf(stderr, "nexus-fsx: op %ld: short read %zd of %zu at %llu (size %zu)\n", op_, n,
+                   want, static_cast<unsigned long long>(off), model_.size());
       DumpLog();
       return false;
     }
@@ -185,8 +198,8 @@ class Exerciser {
     long page = sysconf(_SC_PAGESIZE);
     uint64_t base = off & ~static_cast<uint64_t>(page - 1);
     size_t maplen = len + (off - base);
-    void* p = mmap(nullptr, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd_,
-                   static_cast<off_t>(base));
+    void* p =
+        mmap(nullptr, maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, static_cast<off_t>(base));
     if (p == MAP_FAILED) return !Fatal("mmap write");
     std::string data = Pattern(len);
     std::memcpy(static_cast<char*>(p) + (off - base), data.data(), len);
@@ -237,7 +250,8 @@ class Exerciser {
     if (dst + len > o_.max_len) len = o_.max_len - dst;
     if (len == 0) return true;
     std::string data = Pattern(len);
-    if (pwrite(src_fd_, data.data(), len, 0) != static_cast<ssize_t>(len)) return !Fatal("pwrite src");
+    if (pwrite(src_fd_, data.data(), len, 0) != static_cast<ssize_t>(len))
+      return !Fatal("pwrite src");
     Log("copy_range 0 -> %llu +%zu", static_cast<unsigned long long>(dst), len);
     loff_t in = 0, out = static_cast<loff_t>(dst);
     size_t done = 0;
@@ -254,7 +268,8 @@ class Exerciser {
       done += static_cast<size_t>(n);
     }
     if (done != len) {
-      std::fprintf(stderr, "nexus-fsx: op %ld: copy_file_range copied %zu of %zu\n", op_, done, len);
+      std::fprintf(stderr, "nexus-fsx: op %ld: copy_file_range copied %zu of %zu\n", op_, done,
+                   len);
       DumpLog();
       return false;
     }
@@ -322,18 +337,27 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "-N") o.ops = std::atol(next());
-    else if (a == "-S") o.seed = std::strtoull(next(), nullptr, 10);
-    else if (a == "-l") o.max_len = std::strtoull(next(), nullptr, 10);
-    else if (a == "-o") o.max_op = std::strtoull(next(), nullptr, 10);
-    else if (a == "--no-mmap") o.mmap = false;
-    else if (a == "--no-fallocate") o.fallocate = false;
-    else if (a == "--no-copy-range") o.copy_range = false;
+    if (a == "-N")
+      o.ops = std::atol(next());
+    else if (a == "-S")
+      o.seed = std::strtoull(next(), nullptr, 10);
+    else if (a == "-l")
+      o.max_len = std::strtoull(next(), nullptr, 10);
+    else if (a == "-o")
+      o.max_op = std::strtoull(next(), nullptr, 10);
+    else if (a == "--no-mmap")
+      o.mmap = false;
+    else if (a == "--no-fallocate")
+      o.fallocate = false;
+    else if (a == "--no-copy-range")
+      o.copy_range = false;
     else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "usage: nexus-fsx [-N ops] [-S seed] [-l maxlen] [-o maxop] "
-                           "[--no-mmap] [--no-fallocate] [--no-copy-range] FILE\n");
+      std::fprintf(stderr,
+                   "usage: nexus-fsx [-N ops] [-S seed] [-l maxlen] [-o maxop] "
+                   "[--no-mmap] [--no-fallocate] [--no-copy-range] FILE\n");
       return 2;
-    } else o.path = a;
+    } else
+      o.path = a;
   }
   if (o.path.empty() || o.ops <= 0 || o.max_len == 0 || o.max_op == 0) {
     std::fprintf(stderr, "nexus-fsx: a FILE and positive -N, -l, -o are required\n");

@@ -70,6 +70,17 @@ Status ScanIterator(rocksdb::Iterator* raw, std::string_view begin, std::string_
   return FromRocks(it->status(), "scan");
 }
 
+// Opens an iterator with `base` plus an upper bound of `end` (none when empty) and scans it.
+Status ScanBounded(const rocksdb::ReadOptions& base, std::string_view begin, std::string_view end,
+                   size_t limit, const Visitor& visit,
+                   const std::function<rocksdb::Iterator*(const rocksdb::ReadOptions&)>& open) {
+  rocksdb::ReadOptions ro = base;
+  std::string upper(end);
+  rocksdb::Slice upper_slice(upper);
+  if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
+  return ScanIterator(open(ro), begin, end, limit, visit);
+}
+
 class RocksTxn final : public Txn {
  public:
   RocksTxn(rocksdb::Transaction* txn, const rocksdb::Snapshot* snap) : txn_(txn) {
@@ -92,11 +103,8 @@ class RocksTxn final : public Txn {
   }
   Status Scan(std::string_view begin, std::string_view end, size_t limit,
               const Visitor& visit) override {
-    rocksdb::ReadOptions ro = ro_;
-    std::string upper(end);
-    rocksdb::Slice upper_slice(upper);
-    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
-    return ScanIterator(txn_->GetIterator(ro), begin, end, limit, visit);
+    return ScanBounded(ro_, begin, end, limit, visit,
+                       [&](const rocksdb::ReadOptions& ro) { return txn_->GetIterator(ro); });
   }
   Status Add(std::string_view key, int64_t delta) override {
     return FromRocks(
@@ -144,11 +152,8 @@ class RocksView final : public Txn {
   }
   Status Scan(std::string_view begin, std::string_view end, size_t limit,
               const Visitor& visit) override {
-    rocksdb::ReadOptions ro = ro_;
-    std::string upper(end);
-    rocksdb::Slice upper_slice(upper);
-    if (!upper.empty()) ro.iterate_upper_bound = &upper_slice;
-    return ScanIterator(db_->NewIterator(ro), begin, end, limit, visit);
+    return ScanBounded(ro_, begin, end, limit, visit,
+                       [&](const rocksdb::ReadOptions& ro) { return db_->NewIterator(ro); });
   }
 
  private:
