@@ -104,6 +104,9 @@ class ChunkStoreImpl final : public ChunkStore {
                         char* out);
   // Reads [off, off+len) of committed slice `id` of `size` bytes.
   Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out);
+  // Reads [off, off+len) of one block object straight from the store (no caching).
+  Status ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, uint32_t off, uint32_t len,
+                   char* out);
   Result<std::shared_ptr<const std::string>> FetchBlock(uint64_t id, uint32_t index, uint32_t size);
   void Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len);
 
