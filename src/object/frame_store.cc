@@ -1,0 +1,174 @@
+// FrameStore: every object in the framed block format (block_codec.h), with a bounded cache of
+// parsed headers so that a small ranged read costs one GET of the frames it needs.
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "object/block_codec.h"
+#include "object/stores.h"
+
+namespace nexus::object {
+namespace {
+
+// The first read of an object's header asks for this many bytes: the 48-byte header and a
+// table of up to 253 frames (16 MiB of 64 KiB frames) in one GET.
+constexpr uint64_t kHeaderProbe = 4096;
+// A read of more than this much of an object not in the header cache reads the whole object
+// in one GET instead of the header and then the frames.
+constexpr uint64_t kWholeObjectRead = 1 << 20;
+
+class HeaderCache {
+ public:
+  explicit HeaderCache(size_t capacity) : capacity_(capacity) {}
+  std::shared_ptr<const FrameHeader> Get(std::string_view key) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(std::string(key));
+    if (it == map_.end()) return nullptr;
+    lru_.splice(lru_.begin(), lru_, it->second.second);
+    return it->second.first;
+  }
+  void Put(std::string_view key, std::shared_ptr<const FrameHeader> h) {
+    if (capacity_ == 0) return;
+    std::lock_guard lock(mu_);
+    std::string k(key);
+    auto it = map_.find(k);
+    if (it != map_.end()) {
+      it->second.first = std::move(h);
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      return;
+    }
+    lru_.push_front(k);
+    map_.emplace(std::move(k), std::make_pair(std::move(h), lru_.begin()));
+    while (map_.size() > capacity_) {
+      map_.erase(lru_.back());
+      lru_.pop_back();
+    }
+  }
+  void Remove(std::string_view key) {
+    std::lock_guard lock(mu_);
+    auto it = map_.find(std::string(key));
+    if (it == map_.end()) return;
+    lru_.erase(it->second.second);
+    map_.erase(it);
+  }
+
+ private:
+  const size_t capacity_;
+  std::mutex mu_;
+  std::list<std::string> lru_;
+  std::unordered_map<
+      std::string, std::pair<std::shared_ptr<const FrameHeader>, std::list<std::string>::iterator>>
+      map_;
+};
+
+class FrameStore final : public ObjectStore {
+ public:
+  FrameStore(std::unique_ptr<ObjectStore> inner, FrameOptions options)
+      : inner_(std::move(inner)),
+        codec_(std::move(options)),
+        headers_(codec_.options().header_cache_entries) {}
+
+  Status Put(std::string_view key, std::string_view data) override {
+    NX_TRY(ValidateKey(key));
+    NX_ASSIGN_OR_RETURN(std::string object, codec_.Encode(key, data));
+    headers_.Remove(key);
+    NX_TRY(inner_->Put(key, object));
+    if (auto h = codec_.ParseHeader(key, object)) {
+      headers_.Put(key, std::make_shared<const FrameHeader>(std::move(*h)));
+    }
+    return Status::OK();
+  }
+
+  Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    NX_TRY(ValidateKey(key));
+    // A header from the cache may be stale when another client overwrote the object (the data
+    // path never does): a frame that does not verify against it is read again with a fresh one.
+    for (int attempt = 0;; ++attempt) {
+      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
+      if (!h && (len > kWholeObjectRead || (off == 0 && len == UINT64_MAX))) {
+        return GetWhole(key, off, len);
+      }
+      const bool cached = h != nullptr;
+      if (!h) {
+        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+      }
+      if (off >= h->original_size || len == 0) return std::string();
+      const uint64_t n = std::min(len, h->original_size - off);
+      const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
+      const uint64_t from = h->frames[first].offset;
+      const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
+      auto stored = inner_->Get(key, from, to - from);
+      if (!stored) {
+        if (stored.error().code() == ENOENT) headers_.Remove(key);
+        return Err(stored.error());
+      }
+      std::string out;
+      out.reserve((last - first + 1) * uint64_t(h->frame_size));
+      Status s = codec_.DecodeFrames(key, *h, first, last, *stored, &out);
+      if (!s.ok()) {
+        headers_.Remove(key);
+        if (cached) continue;
+        return Err(s);
+      }
+      const uint64_t skip = off - uint64_t(first) * h->frame_size;
+      if (skip == 0 && out.size() == n) return out;
+      return out.substr(skip, n);
+    }
+  }
+
+  Result<ObjectInfo> Head(std::string_view key) override {
+    NX_ASSIGN_OR_RETURN(ObjectInfo info, inner_->Head(key));
+    auto h = headers_.Get(key);
+    if (!h) {
+      NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+    }
+    info.size = h->original_size;
+    return info;
+  }
+
+  Status Delete(std::string_view key) override {
+    headers_.Remove(key);
+    return inner_->Delete(key);
+  }
+
+  Result<ListResult> List(std::string_view prefix, std::string_view marker, size_t limit) override {
+    return inner_->List(prefix, marker, limit);
+  }
+
+  std::string Name() const override { return inner_->Name(); }
+
+ private:
+  // Reads and verifies the header and table: one GET, two for a table past kHeaderProbe.
+  Result<std::shared_ptr<const FrameHeader>> FetchHeader(std::string_view key) {
+    NX_ASSIGN_OR_RETURN(std::string prefix, inner_->Get(key, 0, kHeaderProbe));
+    NX_ASSIGN_OR_RETURN(uint64_t need, codec_.HeaderLength(key, prefix));
+    if (need > prefix.size() && prefix.size() == kHeaderProbe) {
+      NX_ASSIGN_OR_RETURN(std::string rest, inner_->Get(key, prefix.size(), need - prefix.size()));
+      prefix += rest;
+    }
+    NX_ASSIGN_OR_RETURN(FrameHeader h, codec_.ParseHeader(key, prefix));
+    auto shared = std::make_shared<const FrameHeader>(std::move(h));
+    headers_.Put(key, shared);
+    return shared;
+  }
+
+  Result<std::string> GetWhole(std::string_view key, uint64_t off, uint64_t len) {
+    NX_ASSIGN_OR_RETURN(std::string object, inner_->Get(key));
+    auto h = codec_.ParseHeader(key, object);
+    if (h) headers_.Put(key, std::make_shared<const FrameHeader>(*h));
+    return codec_.Decode(key, object, off, len);
+  }
+
+  std::unique_ptr<ObjectStore> inner_;
+  BlockCodec codec_;
+  HeaderCache headers_;
+};
+
+}  // namespace
+
+std::unique_ptr<ObjectStore> NewFrameStore(std::unique_ptr<ObjectStore> inner,
+                                           FrameOptions options) {
+  return std::make_unique<FrameStore>(std::move(inner), std::move(options));
+}
+
+}  // namespace nexus::object
