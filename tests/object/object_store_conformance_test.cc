@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "object/block_codec.h"
 #include "object/object_store.h"
 
 namespace nexus::object {
@@ -22,16 +23,28 @@ std::string Random(size_t n, uint64_t seed) {
   return s;
 }
 
+// A parameter "<backend>[_<layer>...]": the backend wrapped in the framed format ("frames"),
+// with lz4 or zstd compression and/or AES-256-GCM encryption ("aes").
+std::unique_ptr<ObjectStore> WrapStack(std::unique_ptr<ObjectStore> store, const std::string& p) {
+  if (p.find('_') == std::string::npos) return store;
+  FrameOptions o;
+  if (p.find("_lz4") != std::string::npos) o.compression = Compression::kLz4;
+  if (p.find("_zstd") != std::string::npos) o.compression = Compression::kZstd;
+  if (p.find("_aes") != std::string::npos) o.data_key = DataKey{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  return NewFrameStore(std::move(store), o);
+}
+
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/nexus-obj-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
-    std::string url = GetParam() == "mem" ? "mem://" : "file://" + dir_ + "/bucket";
+    const std::string backend = GetParam().substr(0, GetParam().find('_'));
+    std::string url = backend == "mem" ? "mem://" : "file://" + dir_ + "/bucket";
     auto s = ObjectStore::Open(url);
     ASSERT_TRUE(s) << s.error().ToString();
-    store_ = std::move(*s);
+    store_ = WrapStack(std::move(*s), GetParam());
   }
   void TearDown() override {
     store_.reset();
@@ -156,6 +169,11 @@ TEST_P(StoreTest, ConcurrentPutsAndGetsNeverTear) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("mem", "file"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Stacks, StoreTest,
+                         ::testing::Values("mem_frames", "file_frames", "mem_lz4", "file_lz4",
+                                           "mem_zstd", "file_zstd", "mem_aes", "file_aes",
+                                           "mem_zstd_aes", "file_lz4_aes"),
                          [](const auto& info) { return info.param; });
 
 TEST(ObjectStoreOpenTest, Errors) {
