@@ -84,8 +84,9 @@ Result<std::unique_ptr<Engine>> Engine::Open(std::string_view url) {
     return OpenSQLite(path);
   }
   if (scheme == "mem" || scheme == "memkv") return OpenMemory();
-  if (scheme == "redis" || scheme == "rediss" || scheme == "postgres" || scheme == "postgresql" ||
-      scheme == "etcd") {
+  if (scheme == "redis" || scheme == "rediss") return OpenRedis(*u);
+  if (scheme == "postgres" || scheme == "postgresql") return OpenPostgres(*u);
+  if (scheme == "etcd") {
     return Err(ENOTSUP, "metadata engine '" + scheme +
                             "' is not available yet (supported: rocksdb, sqlite3, mem)");
   }

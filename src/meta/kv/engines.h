@@ -10,9 +10,17 @@
 #include "common/status.h"
 #include "meta/kv/engine.h"
 
+namespace nexus {
+struct Url;
+}
+
 namespace nexus::kv {
 
 Result<std::unique_ptr<Engine>> OpenMemory();
+// redis://[USER:PASS@]HOST:PORT/DB and postgres://USER:PASS@HOST:PORT/DB (password also from
+// META_PASSWORD).
+Result<std::unique_ptr<Engine>> OpenRedis(const Url& url);
+Result<std::unique_ptr<Engine>> OpenPostgres(const Url& url);
 Result<std::unique_ptr<Engine>> OpenRocksDB(const std::string& path);
 Result<std::unique_ptr<Engine>> OpenSQLite(const std::string& path);
 
