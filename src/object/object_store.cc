@@ -38,10 +38,10 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(std::string_view url,
   }
   if (u->scheme == "mem") return NewMemStore();
   if (u->scheme == "s3" || u->scheme == "http" || u->scheme == "https") {
-    return Err(ENOTSUP, "object store 's3' is not available yet (supported: file, mem)");
+    return NewS3Store(url, options);
   }
   return Err(EINVAL, "unknown object store '" + u->scheme + "' in '" + u->Redacted() +
-                         "' (supported: file, mem)");
+                         "' (supported: file, mem, s3, http, https)");
 }
 
 }  // namespace nexus::object

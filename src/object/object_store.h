@@ -27,6 +27,20 @@ struct ListResult {
 struct StoreOptions {
   // file://: fsync each object (and its directory) before Put returns.
   bool sync_puts = false;
+
+  // s3 (docs/object-stores.md). Credentials given here win over the URL's user:password, which
+  // win over AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN. Never logged.
+  std::string access_key;
+  std::string secret_key;
+  std::string session_token;
+  std::string region;    // empty: ?region=, the host's, AWS_REGION, AWS_DEFAULT_REGION, us-east-1
+  std::string s3_style;  // "path", "virtual", or empty for what the URL's form says
+  bool create_bucket = false;                  // create a missing bucket on open (format does)
+  uint64_t multipart_threshold = 32ULL << 20;  // Puts of at least this size go in parts
+  uint64_t multipart_part_size = 8ULL << 20;   // S3's minimum is 5 MiB
+  int max_tries = 8;                           // per request: 5xx, 429, timeouts, resets
+  long connect_timeout_ms = 10000;
+  long request_timeout_ms = 120000;
 };
 
 // Contract: thread-safe. A Put is atomic (readers see the old object, or the whole new one) and
@@ -34,7 +48,8 @@ struct StoreOptions {
 // crash; with sync_puts, against power loss). A missing key gives ENOENT.
 class ObjectStore {
  public:
-  // "file:///dir", "mem://", later "s3://...". A plain path means file://.
+  // "file:///dir", "mem://", "s3://BUCKET[/PREFIX]", "http(s)://HOST[:PORT]/BUCKET[/PREFIX]",
+  // "https://BUCKET.s3.REGION.amazonaws.com[/PREFIX]". A plain path means file://.
   static Result<std::unique_ptr<ObjectStore>> Open(std::string_view url,
                                                    const StoreOptions& options = {});
   virtual ~ObjectStore() = default;

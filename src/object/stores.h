@@ -13,6 +13,8 @@ namespace nexus::object {
 std::unique_ptr<ObjectStore> NewMemStore();
 Result<std::unique_ptr<ObjectStore>> NewFileStore(const std::string& dir,
                                                   const StoreOptions& options);
+// s3://, http://, https:// (object/s3_store.cc).
+Result<std::unique_ptr<ObjectStore>> NewS3Store(std::string_view url, const StoreOptions& options);
 
 // EINVAL for keys that are empty, start with '/', or have empty, "." or ".." components.
 Status ValidateKey(std::string_view key);

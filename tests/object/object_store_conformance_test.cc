@@ -10,6 +10,7 @@
 
 #include "object/block_codec.h"
 #include "object/object_store.h"
+#include "object/s3_server.h"
 
 namespace nexus::object {
 namespace {
@@ -42,7 +43,21 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     dir_ = tmpl;
     const std::string backend = GetParam().substr(0, GetParam().find('_'));
     std::string url = backend == "mem" ? "mem://" : "file://" + dir_ + "/bucket";
-    auto s = ObjectStore::Open(url);
+    StoreOptions options;
+    if (GetParam() == "s3") {
+      // One s3rver per test process; each test works under its own key prefix. Small multipart
+      // settings so that the 8 MiB object goes in parts.
+      std::string error;
+      testing::S3Server* server = testing::S3Server::Shared(&error);
+      if (!server) GTEST_SKIP() << error;
+      url = server->BucketUrl("t" + std::to_string(getpid()) + "-" +
+                              ::testing::UnitTest::GetInstance()->current_test_info()->name());
+      options.access_key = testing::S3Server::kAccessKey;
+      options.secret_key = testing::S3Server::kSecretKey;
+      options.multipart_threshold = 6 << 20;
+      options.multipart_part_size = 5 << 20;
+    }
+    auto s = ObjectStore::Open(url, options);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = WrapStack(std::move(*s), GetParam());
   }
@@ -106,8 +121,11 @@ TEST_P(StoreTest, ListPaginatesInKeyOrder) {
     keys.insert(key);
     ASSERT_TRUE(store_->Put(key, "x").ok());
   }
-  // Keys whose order differs from a naive directory walk: '-' sorts before '/'.
-  for (std::string k : {"vol/chunks-x", "vol/chunks/0-a", "vol/chunkz"}) {
+  // Keys whose order differs from a naive directory walk: '-' sorts before '/'. s3rver lists in
+  // exactly such a walk's order (real S3 does not; docs/object-stores.md), so not on "s3".
+  std::vector<std::string> odd = {"vol/chunks-x", "vol/chunks/0-a", "vol/chunkz"};
+  if (GetParam() == "s3") odd = {"vol/chunkz"};
+  for (const std::string& k : odd) {
     keys.insert(k);
     ASSERT_TRUE(store_->Put(k, "y").ok());
   }
@@ -162,13 +180,17 @@ TEST_P(StoreTest, ConcurrentPutsAndGetsNeverTear) {
   for (int i = 0; i < 4; ++i) threads[i].join();
   stop = true;
   for (size_t i = 4; i < threads.size(); ++i) threads[i].join();
-  EXPECT_EQ(torn.load(), 0);
+  // s3rver rewrites an object in place, so its readers can see a mix (real S3 replaces objects
+  // atomically; docs/object-stores.md).
+  if (GetParam() != "s3") {
+    EXPECT_EQ(torn.load(), 0);
+  }
   EXPECT_EQ(errors.load(), 0);
   for (int w = 0; w < 4; ++w)
     EXPECT_EQ(store_->List("own" + std::to_string(w) + "/", "", 0)->objects.size(), 50u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("mem", "file"),
+INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values("mem", "file", "s3"),
                          [](const auto& info) { return info.param; });
 INSTANTIATE_TEST_SUITE_P(Stacks, StoreTest,
                          ::testing::Values("mem_frames", "file_frames", "mem_lz4", "file_lz4",
@@ -178,7 +200,8 @@ INSTANTIATE_TEST_SUITE_P(Stacks, StoreTest,
 
 TEST(ObjectStoreOpenTest, Errors) {
   EXPECT_EQ(ObjectStore::Open("ftp://x/y").error().code(), EINVAL);
-  EXPECT_EQ(ObjectStore::Open("s3://bucket").error().code(), ENOTSUP);
+  EXPECT_EQ(ObjectStore::Open("s3://B").error().code(), EINVAL);               // not a bucket name
+  EXPECT_EQ(ObjectStore::Open("http://127.0.0.1:1/").error().code(), EINVAL);  // no bucket
   EXPECT_FALSE(ObjectStore::Open("file:///proc/no-such/dir"));
   EXPECT_FALSE(ObjectStore::Open("file:///etc/hostname"));
 }
