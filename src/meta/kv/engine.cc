@@ -86,10 +86,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(std::string_view url) {
   if (scheme == "mem" || scheme == "memkv") return OpenMemory();
   if (scheme == "redis" || scheme == "rediss") return OpenRedis(*u);
   if (scheme == "postgres" || scheme == "postgresql") return OpenPostgres(*u);
-  if (scheme == "etcd") {
-    return Err(ENOTSUP, "metadata engine '" + scheme +
-                            "' is not available yet (supported: rocksdb, sqlite3, mem)");
-  }
+  if (scheme == "etcd") return OpenEtcd(*u);
   return Err(EINVAL, "unknown metadata engine '" + scheme + "' in '" + u->Redacted() +
                          "' (supported: rocksdb, sqlite3, mem)");
 }

@@ -23,6 +23,9 @@ Result<std::unique_ptr<Engine>> OpenRedis(const Url& url);
 Result<std::unique_ptr<Engine>> OpenPostgres(const Url& url);
 Result<std::unique_ptr<Engine>> OpenRocksDB(const std::string& path);
 Result<std::unique_ptr<Engine>> OpenSQLite(const std::string& path);
+// etcd://[USER[:PASS]@]HOST:PORT[,HOST:PORT...]/PREFIX[?timeout=SECONDS] (password also from
+// META_PASSWORD), over etcd's v3 HTTP/JSON gateway.
+Result<std::unique_ptr<Engine>> OpenEtcd(const Url& url);
 
 // Counters: 8-byte little-endian two's complement.
 std::string EncodeCounter(int64_t v);
