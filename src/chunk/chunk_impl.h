@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cache/disk_cache.h"
 #include "cache/memory_cache.h"
 #include "chunk/chunk_store.h"
 #include "common/thread_pool.h"
@@ -64,7 +65,9 @@ struct FileState {
 
 class ChunkStoreImpl final : public ChunkStore {
  public:
-  ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store, const ChunkOptions& options);
+  // `disk` is the local disk cache, or null for none.
+  ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store, const ChunkOptions& options,
+                 std::unique_ptr<cache::DiskCache> disk = nullptr);
   ~ChunkStoreImpl() override;
 
   Status Write(meta::Ino ino, uint64_t off, const char* data, size_t len) override;
@@ -78,6 +81,7 @@ class ChunkStoreImpl final : public ChunkStore {
   Status Shutdown() override;
 
   uint64_t buffered_bytes() const { return buffered_.load(); }
+  cache::DiskCache* disk_cache() const { return disk_.get(); }  // null without --cache-dir
 
  private:
   std::shared_ptr<FileState> State(meta::Ino ino, bool create);
@@ -108,6 +112,9 @@ class ChunkStoreImpl final : public ChunkStore {
   Status ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, uint32_t off, uint32_t len,
                    char* out);
   Result<std::shared_ptr<const std::string>> FetchBlock(uint64_t id, uint32_t index, uint32_t size);
+  // The block `key` of `size` bytes from the disk cache (verified), copied into the memory cache;
+  // null when there is no disk cache or it misses.
+  std::shared_ptr<const std::string> DiskGet(const std::string& key, uint32_t size);
   void Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len);
 
   // ---- maintenance (chunk_maint.cc) ----
@@ -119,6 +126,7 @@ class ChunkStoreImpl final : public ChunkStore {
   object::ObjectStore* store_;
   ChunkOptions opts_;
   cache::MemoryBlockCache cache_;
+  std::unique_ptr<cache::DiskCache> disk_;  // destroyed after the pools that feed it
 
   std::mutex files_mu_;
   std::unordered_map<meta::Ino, std::shared_ptr<FileState>> files_;

@@ -78,6 +78,7 @@ Status ChunkStoreImpl::DeleteSliceObjects(const meta::SliceRef& ref) {
   for (uint32_t off = 0, blk = 0; off < ref.size; off += bs, ++blk) {
     const std::string key = BlockKey(opts_.prefix, ref.id, blk, std::min(bs, ref.size - off));
     cache_.Remove(key);
+    if (disk_) disk_->Remove(key);
     Status s = store_->Delete(key);
     if (!s.ok() && first.ok()) first = s;
   }

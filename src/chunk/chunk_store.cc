@@ -21,15 +21,22 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::O
     return Err(EINVAL, "buffer size " + std::to_string(options.buffer_size >> 20) +
                            " MiB is smaller than two blocks");
   }
-  return std::unique_ptr<ChunkStore>(std::make_unique<ChunkStoreImpl>(meta, store, options));
+  std::unique_ptr<cache::DiskCache> disk;
+  if (!options.cache_dir.empty()) {
+    NX_ASSIGN_OR_RETURN(disk, cache::DiskCache::Open(options.cache_dir, options.cache_size,
+                                                     options.free_space_ratio));
+  }
+  return std::unique_ptr<ChunkStore>(
+      std::make_unique<ChunkStoreImpl>(meta, store, options, std::move(disk)));
 }
 
 ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
-                               const ChunkOptions& options)
+                               const ChunkOptions& options, std::unique_ptr<cache::DiskCache> disk)
     : meta_(meta),
       store_(store),
       opts_(options),
       cache_(options.mem_cache_size),
+      disk_(std::move(disk)),
       uploads_(std::make_unique<ThreadPool>(std::max(1, options.max_uploads), 0, "nx-upload")),
       downloads_(std::make_unique<ThreadPool>(
           std::max(1, options.max_downloads),
@@ -50,6 +57,19 @@ std::shared_ptr<FileState> ChunkStoreImpl::State(meta::Ino ino, bool create) {
   auto f = std::make_shared<FileState>();
   files_.emplace(ino, f);
   return f;
+}
+
+std::shared_ptr<const std::string> ChunkStoreImpl::DiskGet(const std::string& key, uint32_t size) {
+  if (!disk_) return nullptr;
+  auto data = disk_->Get(key);
+  if (!data) return nullptr;
+  if (data->size() != size) {  // a valid file under the wrong name: never served
+    NX_LOG_WARN("disk cache: block {} has {} bytes, expected {}", key, data->size(), size);
+    disk_->Remove(key);
+    return nullptr;
+  }
+  cache_.Put(key, data);
+  return data;
 }
 
 uint64_t ChunkStoreImpl::PendingLength(meta::Ino ino) {
