@@ -10,7 +10,7 @@ pkgs=(build-essential cmake ninja-build pkg-config git
       libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libexpected-dev
       libgtest-dev libgmock-dev libbenchmark-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  pkgs+=(attr acl fio procps psmisc util-linux etcd-server)
+  pkgs+=(attr acl fio procps psmisc util-linux etcd-server redis-server postgresql)
 fi
 
 missing=()

@@ -1,6 +1,8 @@
 // A formatted volume on every metadata engine, for the data, xattr and lock tests of meta/.
-// Parameterized by an engine URL in which "<tmp>" stands for a fresh temporary directory; an
-// engine that cannot open fails the test (never skips it).
+// Parameterized by an engine URL in which "<tmp>" stands for a fresh temporary directory and
+// "<redis>"/"<postgres>" for a fresh database of a server that the test binary starts once
+// (tests/kv/servers.h); an engine that cannot open fails the test. Only a server binary that is
+// not installed skips the test.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,6 +16,7 @@
 #include "meta/keys.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
+#include "servers.h"
 
 namespace nexus::meta {
 
@@ -52,7 +55,8 @@ class BorrowedEngine : public kv::Engine {
 
 inline const std::vector<std::string>& EngineUrls() {
   static const std::vector<std::string> urls = {"mem://", "rocksdb://<tmp>/rocks",
-                                                "sqlite3://<tmp>/m.db"};
+                                                "sqlite3://<tmp>/m.db", "redis://<redis>",
+                                                "postgres://<postgres>"};
   return urls;
 }
 
@@ -63,6 +67,12 @@ inline std::string EngineTestName(const testing::TestParamInfo<std::string>& inf
 class MetaVolumeTest : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    for (const char* server : {"redis", "postgres"}) {
+      if (GetParam().rfind(server, 0) != 0) continue;
+      std::string missing =
+          server[0] == 'r' ? testsrv::RedisServer::Missing() : testsrv::PostgresServer::Missing();
+      if (!missing.empty()) GTEST_SKIP() << missing;
+    }
     char tmpl[] = "/tmp/nexus-meta-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -84,6 +94,10 @@ class MetaVolumeTest : public testing::TestWithParam<std::string> {
       std::filesystem::create_directories(dir_ + "/" + sub);
       url.replace(at, 5, dir_ + "/" + sub);
     }
+    auto resolved = testsrv::ResolveServerUrl(url);
+    EXPECT_TRUE(resolved.has_value()) << url << ": " << resolved.error().ToString();
+    if (!resolved) return nullptr;
+    url = *resolved;
     auto engine = kv::Engine::Open(url);
     EXPECT_TRUE(engine.has_value()) << url << ": " << engine.error().ToString();
     if (!engine) return nullptr;

@@ -88,6 +88,10 @@ class PgConn {
       unavailable_ = !auth;
       return Status::IOError("postgres " + cfg_->name + " connect: " + why);
     }
+    // Server notices (e.g. "terminating connection due to administrator command") would go to
+    // stderr; the errors that matter come back as results.
+    PQsetNoticeProcessor(
+        c_, [](void*, const char*) {}, nullptr);
     return Status::OK();
   }
 
