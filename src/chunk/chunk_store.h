@@ -34,6 +34,10 @@ struct ChunkOptions {
   int64_t flush_idle_ns = 5'000'000'000;  // commit buffered data idle this long
   int compact_write_slices = 100;         // compact a chunk with this many slices (seen on write)
   int compact_read_slices = 5;            // ... or this many (seen on read)
+  // After a small read that missed the caches and fetched only its range, fetch its whole block
+  // in the background (a bet on locality). Worth it when a GET costs milliseconds (s3); a waste
+  // of memory bandwidth when ranged reads cost microseconds (file://, mem://).
+  bool prefetch_small_reads = true;
   bool background = true;                 // run idle flush, compaction and deletion threads
   std::string prefix;                     // object key prefix, the volume name + '/'
 };
