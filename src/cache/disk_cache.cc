@@ -24,7 +24,9 @@ namespace {
 
 constexpr char kMagic[4] = {'N', 'X', 'D', 'C'};
 constexpr uint32_t kVersion = 1;
-constexpr size_t kHeaderSize = 24;  // magic, version, payload length, XXH3-64 of the payload
+// magic, version, payload length, XXH3-64 of the payload, segment size, zero
+constexpr size_t kHeaderSize = 32;
+constexpr uint32_t kSegment = 16 << 10;  // one XXH3-64 per segment, for ranged reads
 constexpr std::string_view kTmpPrefix = ".tmp.";
 
 std::string Escape(std::string_view key) {
@@ -102,39 +104,89 @@ bool PreadAll(int fd, char* p, size_t n, off_t off) {
   return true;
 }
 
-// Reads and verifies a cache file; on failure returns null and says why in `why`.
-std::shared_ptr<const std::string> ReadVerified(int fd, std::string* why) {
+// Where the parts of a cache file are: header, segment checksums, payload.
+struct Layout {
+  uint64_t len = 0, sum = 0, segments = 0, payload_off = 0;
+  uint32_t segment = 0;
+};
+
+uint64_t SegmentCount(uint64_t len, uint32_t segment) { return (len + segment - 1) / segment; }
+
+// Reads and checks the header against the file's size.
+bool ReadLayout(int fd, Layout* l, std::string* why) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     *why = std::string("fstat: ") + std::strerror(errno);
-    return nullptr;
+    return false;
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   char header[kHeaderSize];
   if (file_size < kHeaderSize || !PreadAll(fd, header, kHeaderSize, 0)) {
     *why = "file of " + std::to_string(file_size) + " bytes has no whole header";
+    return false;
+  }
+  l->len = GetBE64(header + 8);
+  l->sum = GetBE64(header + 16);
+  l->segment = GetBE32(header + 24);
+  if (std::memcmp(header, kMagic, 4) != 0 || GetBE32(header + 4) != kVersion || l->segment == 0 ||
+      GetBE32(header + 28) != 0 || l->len > file_size) {
+    *why = "bad header";
+    return false;
+  }
+  l->segments = SegmentCount(l->len, l->segment);
+  l->payload_off = kHeaderSize + 8 * l->segments;
+  if (file_size != l->payload_off + l->len) {
+    *why = "header says " + std::to_string(l->len) + " payload bytes, file has " +
+           std::to_string(file_size) + " bytes in all";
+    return false;
+  }
+  return true;
+}
+
+// Reads and verifies a whole cache file; on failure returns null and says why in `why`.
+std::shared_ptr<const std::string> ReadVerified(int fd, std::string* why) {
+  Layout l;
+  if (!ReadLayout(fd, &l, why)) return nullptr;
+  std::string payload(l.len, '\0');
+  if (!PreadAll(fd, payload.data(), l.len, static_cast<off_t>(l.payload_off))) {
+    *why = "short read of " + std::to_string(l.len) + " payload bytes";
     return nullptr;
   }
-  if (std::memcmp(header, kMagic, 4) != 0 || GetBE32(header + 4) != kVersion) {
-    *why = "bad magic or format version";
-    return nullptr;
-  }
-  const uint64_t len = GetBE64(header + 8), sum = GetBE64(header + 16);
-  if (file_size != kHeaderSize + len) {
-    *why = "header says " + std::to_string(len) + " payload bytes, file has " +
-           std::to_string(file_size - kHeaderSize);
-    return nullptr;
-  }
-  std::string payload(len, '\0');
-  if (!PreadAll(fd, payload.data(), len, kHeaderSize)) {
-    *why = "short read of " + std::to_string(len) + " payload bytes";
-    return nullptr;
-  }
-  if (XXH3_64bits(payload.data(), payload.size()) != sum) {
+  if (XXH3_64bits(payload.data(), payload.size()) != l.sum) {
     *why = "checksum mismatch";
     return nullptr;
   }
   return std::make_shared<const std::string>(std::move(payload));
+}
+
+enum class RangeRead { kOk, kOutOfRange, kBad };
+
+// Copies [off, off+len) of the payload into `out`, reading and verifying only the segments
+// that hold it.
+RangeRead ReadRangeVerified(int fd, uint64_t off, size_t len, char* out, std::string* why) {
+  Layout l;
+  if (!ReadLayout(fd, &l, why)) return RangeRead::kBad;
+  if (off > l.len || len > l.len - off) return RangeRead::kOutOfRange;
+  if (len == 0) return RangeRead::kOk;
+  const uint64_t first = off / l.segment, last = (off + len - 1) / l.segment;
+  const uint64_t n = last - first + 1;
+  std::string sums(8 * n, '\0');
+  const uint64_t from = first * l.segment, to = std::min(l.len, (last + 1) * l.segment);
+  std::string bytes(to - from, '\0');
+  if (!PreadAll(fd, sums.data(), sums.size(), static_cast<off_t>(kHeaderSize + 8 * first)) ||
+      !PreadAll(fd, bytes.data(), bytes.size(), static_cast<off_t>(l.payload_off + from))) {
+    *why = "short read";
+    return RangeRead::kBad;
+  }
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t a = i * l.segment, b = std::min<uint64_t>(bytes.size(), a + l.segment);
+    if (XXH3_64bits(bytes.data() + a, b - a) != GetBE64(sums.data() + 8 * i)) {
+      *why = "checksum mismatch in segment " + std::to_string(first + i);
+      return RangeRead::kBad;
+    }
+  }
+  std::memcpy(out, bytes.data() + (off - from), len);
+  return RangeRead::kOk;
 }
 
 }  // namespace
@@ -310,52 +362,81 @@ void DiskCache::CheckSpace() {
   EvictLocked(0);
 }
 
-std::shared_ptr<const std::string> DiskCache::Get(std::string_view key) {
+uint64_t DiskCache::FileSize(uint64_t payload) {
+  return kHeaderSize + 8 * SegmentCount(payload, kSegment) + payload;
+}
+
+int DiskCache::OpenIndexed(const std::string& key, uint64_t* gen, int* open_err) {
   CheckSpace();
-  const std::string k(key);
-  uint64_t gen = 0;
   {
     std::lock_guard lock(mu_);
-    auto it = index_.find(k);
+    auto it = index_.find(key);
     if (it == index_.end()) {
       misses_++;
-      return nullptr;
+      return -1;
     }
-    gen = it->second.gen;
+    *gen = it->second.gen;
     lru_.splice(lru_.begin(), lru_, it->second.lru);
   }
-  const std::string path = PathFor(k);
-  std::string why;
-  std::shared_ptr<const std::string> data;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  const int open_err = fd < 0 ? errno : 0;
-  if (fd < 0) {
-    why = std::string("open: ") + std::strerror(open_err);
-  } else {
-    data = ReadVerified(fd, &why);
-    ::close(fd);
-  }
-  if (data) {
-    hits_++;
-    return data;
-  }
+  int fd = ::open(PathFor(key).c_str(), O_RDONLY | O_CLOEXEC);
+  *open_err = fd < 0 ? errno : 0;
+  if (fd < 0) Drop(key, *gen, std::string("open: ") + std::strerror(*open_err), *open_err);
+  return fd;
+}
+
+void DiskCache::Drop(const std::string& key, uint64_t gen, const std::string& why, int open_err) {
   misses_++;
-  const bool vanished = open_err == ENOENT;  // removed behind our back: a miss, not corruption
   {
     std::lock_guard lock(mu_);
-    auto it = index_.find(k);
+    auto it = index_.find(key);
     if (it != index_.end() && it->second.gen == gen) EraseLocked(it);
   }
-  if (!vanished) {
-    corrupt_++;
-    NX_LOG_WARN("disk cache: dropped block {} ({}): {}", k, path, why);
+  if (open_err == ENOENT) return;  // removed behind our back: a miss, not corruption
+  corrupt_++;
+  NX_LOG_WARN("disk cache: dropped block {} ({}): {}", key, PathFor(key), why);
+}
+
+std::shared_ptr<const std::string> DiskCache::Get(std::string_view key) {
+  const std::string k(key);
+  uint64_t gen = 0;
+  int open_err = 0;
+  int fd = OpenIndexed(k, &gen, &open_err);
+  if (fd < 0) return nullptr;
+  std::string why;
+  auto data = ReadVerified(fd, &why);
+  ::close(fd);
+  if (!data) {
+    Drop(k, gen, why, 0);
+    return nullptr;
   }
-  return nullptr;
+  hits_++;
+  return data;
+}
+
+bool DiskCache::ReadRange(std::string_view key, uint64_t off, size_t len, char* out) {
+  const std::string k(key);
+  uint64_t gen = 0;
+  int open_err = 0;
+  int fd = OpenIndexed(k, &gen, &open_err);
+  if (fd < 0) return false;
+  std::string why;
+  RangeRead r = ReadRangeVerified(fd, off, len, out, &why);
+  ::close(fd);
+  if (r == RangeRead::kOk) {
+    hits_++;
+    return true;
+  }
+  if (r == RangeRead::kOutOfRange) {
+    misses_++;
+    return false;
+  }
+  Drop(k, gen, why, 0);
+  return false;
 }
 
 bool DiskCache::Put(std::string_view key, std::shared_ptr<const std::string> data) {
   if (!data || stopping_) return false;
-  if (data->size() + kHeaderSize > capacity_) return false;
+  if (FileSize(data->size()) > capacity_) return false;
   std::string k(key);
   if (Escape(k).size() > opts_.max_key_file_name) return false;
   {
@@ -372,7 +453,7 @@ bool DiskCache::Put(std::string_view key, std::shared_ptr<const std::string> dat
 }
 
 void DiskCache::Write(const std::string& key, const std::shared_ptr<const std::string>& data) {
-  const uint64_t size = kHeaderSize + data->size();
+  const uint64_t size = FileSize(data->size());
   bool reserved = false;
   auto finish = [&](bool keep, const std::string& path) {
     std::lock_guard lock(mu_);
@@ -412,6 +493,12 @@ void DiskCache::Write(const std::string& key, const std::shared_ptr<const std::s
   PutBE32(&header, kVersion);
   PutBE64(&header, data->size());
   PutBE64(&header, XXH3_64bits(data->data(), data->size()));
+  PutBE32(&header, kSegment);
+  PutBE32(&header, 0);
+  for (uint64_t at = 0; at < data->size(); at += kSegment) {
+    PutBE64(&header,
+            XXH3_64bits(data->data() + at, std::min<uint64_t>(kSegment, data->size() - at)));
+  }
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0 && errno == ENOENT) {
     const std::string sub = dir_ + "/blocks/" + BucketName(Bucket(key));
@@ -420,7 +507,7 @@ void DiskCache::Write(const std::string& key, const std::shared_ptr<const std::s
     }
   }
   bool ok = fd >= 0 && PwriteAll(fd, header.data(), header.size(), 0) &&
-            PwriteAll(fd, data->data(), data->size(), kHeaderSize);
+            PwriteAll(fd, data->data(), data->size(), static_cast<off_t>(header.size()));
   int err = ok ? 0 : errno;
   if (fd >= 0 && ::close(fd) != 0 && ok) {
     ok = false;

@@ -3,11 +3,12 @@
 //
 // Layout (docs/cache.md): <dir>/blocks/<xx>/<escaped key>, where xx is the low byte of the key's
 // XXH3-64 in hex (256 subdirectories) and the escaped key is the key with '%' and '/' written as
-// %25 and %2F, so that the index can be rebuilt from file names alone. A file is a 24-byte header
-// (magic "NXDC", format version, payload length, XXH3-64 of the payload; big-endian) followed
-// by the payload. Files are written to a ".tmp." name and renamed into place, so a crash leaves
-// either no file, a leftover temp file (removed at the next Open) or a whole file; a file whose
-// bytes did not reach the disk fails its checksum and is dropped, never served.
+// %25 and %2F, so that the index can be rebuilt from file names alone. A file is a 32-byte header
+// (magic "NXDC", format version, payload length, XXH3-64 of the payload, segment size, zero;
+// big-endian), then one XXH3-64 per 16 KiB segment of the payload, then the payload. Files are
+// written to a ".tmp." name and renamed into place, so a crash leaves either no file, a leftover
+// temp file (removed at the next Open) or a whole file; a file whose bytes did not reach the disk
+// fails its checksum and is dropped, never served.
 #pragma once
 
 #include <atomic>
@@ -62,6 +63,11 @@ class DiskCache {
   // The cached block, verified (length and checksum), or null. A file that fails verification
   // is deleted, counted as corrupt, logged and reported as a miss.
   std::shared_ptr<const std::string> Get(std::string_view key);
+  // Copies [off, off+len) of the cached block into `out`, reading and verifying only the 16 KiB
+  // segments that hold the range (a 4 KiB read costs microseconds, not a whole-block read).
+  // False on a miss or a range outside the block; a file that fails verification is dropped as
+  // by Get.
+  bool ReadRange(std::string_view key, uint64_t off, size_t len, char* out);
   // Queues `data` to be written under `key`; returns false when it was not queued (queue full,
   // larger than the cache, shutting down). A key already cached or queued is left as it is:
   // blocks are immutable.
@@ -72,6 +78,8 @@ class DiskCache {
   void WaitIdle();
   DiskCacheStats Stats() const;
   const std::string& dir() const { return dir_; }
+  // Bytes on disk of a cached block of `payload` bytes (header and checksums included).
+  static uint64_t FileSize(uint64_t payload);
 
  private:
   struct Entry {
@@ -82,6 +90,12 @@ class DiskCache {
 
   DiskCache(std::string dir, uint64_t capacity, double free_space_ratio, DiskCacheOptions options);
   Status Scan();
+  // Opens the file of an indexed `key` (moving it to the front of the LRU) and sets its
+  // generation; -1 on a miss (counted) or when it cannot be opened (dropped).
+  int OpenIndexed(const std::string& key, uint64_t* gen, int* open_err);
+  // Counts a miss and forgets `key` if it is still generation `gen`; unless the file had simply
+  // vanished (open_err ENOENT), counts and logs it as corrupt.
+  void Drop(const std::string& key, uint64_t gen, const std::string& why, int open_err);
   std::string PathFor(std::string_view key) const;
   void Write(const std::string& key, const std::shared_ptr<const std::string>& data);
   // Adds `key` to the index as most recently used. Requires mu_.

@@ -18,7 +18,9 @@ namespace nexus::cache {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr uint64_t kHeader = 24;
+// Bytes on disk for a block of n bytes, and where its payload starts.
+uint64_t FileSize(uint64_t n) { return DiskCache::FileSize(n); }
+uint64_t PayloadAt(uint64_t n) { return DiskCache::FileSize(n) - n; }
 
 std::shared_ptr<const std::string> Block(std::string_view key, size_t n) {
   std::string s(n, '\0');
@@ -76,7 +78,7 @@ TEST_F(DiskCacheTest, PutThenGetRoundTrips) {
   EXPECT_EQ(s.misses, 1u);
   EXPECT_EQ(s.files, 1u);
   EXPECT_EQ(s.writes, 1u);
-  EXPECT_EQ(s.bytes, 65536 + kHeader);
+  EXPECT_EQ(s.bytes, FileSize(65536));
   EXPECT_EQ(Files().size(), 1u);
   // Blocks are immutable: a second Put of a cached key writes nothing.
   EXPECT_TRUE(c->Put("vol/chunks/0/0/7_0_65536", data));
@@ -105,7 +107,7 @@ TEST_F(DiskCacheTest, IndexIsRebuiltAcrossReopen) {
   DiskCacheStats s = c->Stats();
   EXPECT_EQ(s.files, keys.size());
   uint64_t want_bytes = 0;
-  for (auto& k : keys) want_bytes += 4096 + k.size() + kHeader;
+  for (auto& k : keys) want_bytes += FileSize(4096 + k.size());
   EXPECT_EQ(s.bytes, want_bytes);
   for (auto& k : keys) {
     auto got = c->Get(k);
@@ -120,7 +122,7 @@ TEST_F(DiskCacheTest, IndexIsRebuiltAcrossReopen) {
 
 TEST_F(DiskCacheTest, EvictsLeastRecentlyUsedByBytes) {
   const uint64_t n = 64 << 10;
-  auto c = OpenCache(3 * (n + kHeader));
+  auto c = OpenCache(3 * FileSize(n));
   ASSERT_TRUE(c);
   for (std::string k : {"a", "b", "c"}) {
     ASSERT_TRUE(c->Put(k, Block(k, n)));
@@ -144,11 +146,50 @@ TEST_F(DiskCacheTest, EvictsLeastRecentlyUsedByBytes) {
   EXPECT_FALSE(c->Put("huge", Block("huge", 4 * n)));
   c.reset();
   // Reopening with a smaller capacity evicts down to it at once.
-  c = OpenCache(2 * (n + kHeader));
+  c = OpenCache(2 * FileSize(n));
   ASSERT_TRUE(c);
   EXPECT_EQ(c->Stats().files, 2u);
-  EXPECT_LE(c->Stats().bytes, 2 * (n + kHeader));
+  EXPECT_LE(c->Stats().bytes, 2 * FileSize(n));
   EXPECT_EQ(Files().size(), 2u);
+}
+
+TEST_F(DiskCacheTest, RangedReadsVerifyOnlyTheirSegments) {
+  auto c = OpenCache();
+  ASSERT_TRUE(c);
+  const size_t n = (4 << 20) + 1000;  // 256 segments of 16 KiB and a short one
+  auto data = Block("r", n);
+  ASSERT_TRUE(c->Put("r", data));
+  c->WaitIdle();
+  std::string buf(70000, '\0');
+  for (auto [off, len] : std::vector<std::pair<size_t, size_t>>{
+           {0, 4096}, {16383, 2}, {(1 << 20) + 5, 70000}, {n - 1500, 1500}, {n, 0}, {12, 0}}) {
+    ASSERT_TRUE(c->ReadRange("r", off, len, buf.data())) << off;
+    EXPECT_EQ(buf.substr(0, len), data->substr(off, len)) << off;
+  }
+  EXPECT_FALSE(c->ReadRange("r", n - 10, 11, buf.data()));  // past the end: a miss
+  EXPECT_FALSE(c->ReadRange("nope", 0, 10, buf.data()));
+  EXPECT_EQ(c->Stats().corrupt, 0u);
+  EXPECT_EQ(c->Stats().files, 1u);
+  // A flipped byte in segment 100: reads of other segments are still served (their checksums
+  // hold), a read that touches segment 100 drops the file.
+  auto files = Files();
+  ASSERT_EQ(files.size(), 1u);
+  {
+    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
+    const uint64_t at = PayloadAt(n) + 100 * (16 << 10) + 7;
+    f.seekg(at);
+    char b = 0;
+    f.read(&b, 1);
+    b = static_cast<char>(b ^ 0x40);
+    f.seekp(at);
+    f.write(&b, 1);
+  }
+  ASSERT_TRUE(c->ReadRange("r", 99 * (16 << 10), 4096, buf.data()));
+  EXPECT_EQ(buf.substr(0, 4096), data->substr(99 * (16 << 10), 4096));
+  EXPECT_FALSE(c->ReadRange("r", 100 * (16 << 10) - 10, 4096, buf.data()));
+  EXPECT_EQ(c->Stats().corrupt, 1u);
+  EXPECT_EQ(c->Stats().files, 0u);
+  EXPECT_TRUE(Files().empty());
 }
 
 TEST_F(DiskCacheTest, RemoveDeletesTheFile) {
@@ -176,10 +217,10 @@ TEST_F(DiskCacheTest, CorruptFileIsDroppedAndReportedAsMiss) {
   for (const auto& p : files) {
     // A byte of the payload in one file, a byte of the length field in the other.
     std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(p.filename() == "payload-flip" ? kHeader + 4000 : 13);
+    f.seekg(p.filename() == "payload-flip" ? PayloadAt(8192) + 4000 : 13);
     char b = 0;
     f.read(&b, 1);
-    f.seekp(p.filename() == "payload-flip" ? kHeader + 4000 : 13);
+    f.seekp(p.filename() == "payload-flip" ? PayloadAt(8192) + 4000 : 13);
     b = static_cast<char>(b ^ 0x20);
     f.write(&b, 1);
   }
@@ -209,7 +250,7 @@ TEST_F(DiskCacheTest, TruncatedFileIsDropped) {
     c->WaitIdle();
   }
   for (const auto& p : Files()) {
-    fs::resize_file(p, p.filename() == "half" ? kHeader + 4096 : 10);
+    fs::resize_file(p, p.filename() == "half" ? PayloadAt(8192) + 4096 : 10);
   }
   // Truncated while closed: the rebuilt index takes the files, the reads drop them.
   auto c = OpenCache();
@@ -224,7 +265,7 @@ TEST_F(DiskCacheTest, TruncatedFileIsDropped) {
   ASSERT_TRUE(c->Put("live", Block("live", 8192)));
   c->WaitIdle();
   ASSERT_EQ(Files().size(), 1u);
-  fs::resize_file(Files()[0], kHeader + 8191);
+  fs::resize_file(Files()[0], FileSize(8192) - 1);
   EXPECT_EQ(c->Get("live"), nullptr);
   EXPECT_EQ(c->Stats().corrupt, 3u);
 }
@@ -305,7 +346,7 @@ TEST_F(DiskCacheTest, ShutdownDropsPendingWritesCleanly) {
 TEST_F(DiskCacheTest, ConcurrentGetPutRemoveServeOnlyRightBytes) {
   constexpr int kKeys = 40, kThreads = 4, kOps = 1500;
   constexpr size_t kSize = 16 << 10;
-  auto c = OpenCache(12 * (kSize + kHeader));
+  auto c = OpenCache(12 * FileSize(kSize));
   ASSERT_TRUE(c);
   std::vector<std::shared_ptr<const std::string>> blocks;
   for (int i = 0; i < kKeys; ++i) blocks.push_back(Block("c" + std::to_string(i), kSize));
@@ -343,8 +384,8 @@ TEST_F(DiskCacheTest, ConcurrentGetPutRemoveServeOnlyRightBytes) {
   EXPECT_GT(hits.load(), 0) << s.writes << " writes, " << s.dropped_writes << " dropped, "
                             << s.evictions << " evictions";
   EXPECT_EQ(s.corrupt, 0u);
-  EXPECT_LE(s.bytes, 12 * (kSize + kHeader));
-  EXPECT_EQ(s.bytes, s.files * (kSize + kHeader));
+  EXPECT_LE(s.bytes, 12 * FileSize(kSize));
+  EXPECT_EQ(s.bytes, s.files * FileSize(kSize));
   EXPECT_EQ(Files().size(), s.files);  // no file outlives its index entry, none is missing
   EXPECT_TRUE(Files(true).empty());
 }

@@ -143,11 +143,12 @@ TEST_F(ChunkDiskCacheTest, ReadsSurviveTheStoreAndCorruptFilesAreRefetched) {
   std::sort(files.begin(), files.end());
   {
     std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(100);
+    const auto at = static_cast<std::streamoff>(fs::file_size(files[0]) - 100);  // payload
+    f.seekg(at);
     char b = 0;
     f.read(&b, 1);
     b = static_cast<char>(b ^ 1);
-    f.seekp(100);
+    f.seekp(at);
     f.write(&b, 1);
   }
   {
