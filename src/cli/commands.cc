@@ -21,6 +21,7 @@ void RegisterStatus(CLI::App& app);
 void RegisterConfig(CLI::App& app);
 void RegisterMount(CLI::App& app);
 void RegisterUmount(CLI::App& app);
+void RegisterObjbench(CLI::App& app);
 
 void RegisterCommands(CLI::App& app) {
   RegisterVersion(app);
@@ -29,6 +30,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterConfig(app);
   RegisterMount(app);
   RegisterUmount(app);
+  RegisterObjbench(app);
 }
 
 }  // namespace nexus::cli
