@@ -5,14 +5,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/volume_store.h"
 #include "common/clock.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
+#include "object/block_codec.h"
 #include "object/object_store.h"
+#include "object/volume_key.h"
 
 namespace nexus::cli {
 namespace {
@@ -27,6 +31,8 @@ struct FormatArgs {
   uint64_t inodes = 0;
   uint32_t trash_days = 0;
   bool force = false;
+  std::string compress = "none";
+  std::string encrypt_rsa_key;  // PEM file of the RSA private key
 };
 
 Status ValidateVolumeName(const std::string& name) {
@@ -78,6 +84,7 @@ Status ValidateArgs(const FormatArgs& a, const CLI::App& cmd) {
   if (cmd.count("--storage") && a.storage != "file" && a.storage != "mem" && a.storage != "s3") {
     return Status::InvalidArgument("storage '" + a.storage + "' is not one of file, mem, s3");
   }
+  if (auto c = object::ParseCompression(a.compress); !c) return c.error();
   if (cmd.count("--block-size")) {
     auto bs = ParseSize(a.block_size);
     if (!bs) return bs.error();
@@ -114,6 +121,27 @@ Result<meta::Format> BuildFormat(const FormatArgs& a, const CLI::App& cmd,
   if (!existing || cmd.count("--capacity")) f.capacity = a.capacity_gib << 30;
   if (!existing || cmd.count("--inodes")) f.inodes = a.inodes;
   if (!existing || cmd.count("--trash-days")) f.trash_days = a.trash_days;
+  if (!existing) f.block_format = kFramedBlockFormat;
+  if (!existing || cmd.count("--compress")) {
+    if (f.block_format.empty() && a.compress != "none") {
+      return Err(EINVAL, "volume '" + f.name +
+                             "' stores raw blocks (it was formatted before "
+                             "framing): it cannot be compressed");
+    }
+    f.compression = a.compress == "none" ? "" : a.compress;
+  }
+  if (cmd.count("--encrypt-rsa-key")) {
+    if (existing) return Err(EINVAL, "the encryption of an existing volume cannot change");
+    std::ifstream in(a.encrypt_rsa_key);
+    if (!in) return Err(ENOENT, "cannot read the RSA key file " + a.encrypt_rsa_key);
+    std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (pem.empty()) return Err(EINVAL, "the RSA key file " + a.encrypt_rsa_key + " is empty");
+    auto key = object::NewVolumeKey(pem, RsaPassphrase());
+    if (!key) return Err(key.error().With("RSA key " + a.encrypt_rsa_key));
+    f.encrypt_key = key->private_pem;
+    f.encrypt_data_key = key->wrapped_key;
+    f.encrypt_algo = std::string(object::kEncryptAlgo);
+  }
   return f;
 }
 
@@ -158,9 +186,12 @@ void RunFormat(const FormatArgs& a, const CLI::App& cmd) {
     }
     return Fail("format", s);
   }
-  std::printf("%s volume '%s' (uuid %s): metadata in %s, data in %s\n",
+  std::string blocks = f.block_format.empty() ? "raw" : "framed";
+  if (!f.compression.empty()) blocks += ", " + f.compression;
+  if (!f.encrypt_algo.empty()) blocks += ", encrypted (" + f.encrypt_algo + ")";
+  std::printf("%s volume '%s' (uuid %s): metadata in %s, data in %s (blocks: %s)\n",
               existing ? "Updated" : "Formatted", f.name.c_str(), f.uuid.c_str(),
-              engine_name.c_str(), StorageUrl(f.storage, f.bucket).c_str());
+              engine_name.c_str(), StorageUrl(f.storage, f.bucket).c_str(), blocks.c_str());
 }
 
 }  // namespace
@@ -182,6 +213,11 @@ void RegisterFormat(CLI::App& app) {
   cmd->add_option("--capacity", a->capacity_gib, "Volume capacity in GiB (0 = unlimited)");
   cmd->add_option("--inodes", a->inodes, "Maximum number of inodes (0 = unlimited)");
   cmd->add_option("--trash-days", a->trash_days, "Days removed files stay in .trash (0 = off)");
+  cmd->add_option("--compress", a->compress, "Block compression: none, lz4, zstd")
+      ->capture_default_str();
+  cmd->add_option("--encrypt-rsa-key", a->encrypt_rsa_key,
+                  "Encrypt blocks (AES-256-GCM) under a data key wrapped by this RSA private key "
+                  "(PEM file, 2048 bits or more); its passphrase comes from NEXUS_RSA_PASSPHRASE");
   cmd->add_flag("--force", a->force, "Change the settings of an existing volume");
   cmd->callback([a, cmd] { RunFormat(*a, *cmd); });
 }

@@ -31,6 +31,7 @@
 #include "chunk/chunk_store.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/volume_store.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "fuse/fuse_server.h"
@@ -62,6 +63,7 @@ struct MountArgs {
   std::string atime_mode = "relatime";
   std::string log_file;
   std::string log_level = "info";
+  std::string inject_faults;  // "rate=0.1,delay=5ms,seed=1": FaultyStore under the volume
 };
 
 // What -o turns into: options for the kernel/libfuse and the ones nexusfs consumes.
@@ -320,9 +322,8 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   auto m = OpenVolume(a.meta_url, p.read_only);
   if (!m) return fail(m.error());
   const meta::Format& f = (*m)->format();
-  std::string store_url = StorageUrl(f.storage, f.bucket);
-  auto store = object::ObjectStore::Open(store_url);
-  if (!store) return fail(store.error().With("object store " + store_url));
+  auto store = OpenVolumeStore(f, a.inject_faults);
+  if (!store) return fail(store.error());
   if (!p.read_only) {
     if (Status s = StartSession(m->get(), a.mountpoint); !s.ok()) return fail(s);
   }
@@ -531,6 +532,9 @@ void RegisterMount(CLI::App& app) {
   cmd->add_option("--log", a->log_file,
                   "Log file (background default: /var/log/nexusfs.log or ~/.nexusfs/nexusfs.log)");
   cmd->add_option("--log-level", a->log_level, "debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--inject-faults", a->inject_faults,
+                  "Testing: fail a fraction of object-store calls and delay them, e.g. "
+                  "rate=0.1,delay=5ms,seed=1");
   cmd->callback([a] { RunMount(*a); });
 }
 

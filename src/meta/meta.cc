@@ -90,6 +90,8 @@ std::string Format::ToJson(bool redact) const {
       {"compression", compression},
       {"encrypt_key", Secret(encrypt_key, redact)},
       {"encrypt_algo", encrypt_algo},
+      {"encrypt_data_key", Secret(encrypt_data_key, redact)},
+      {"block_format", block_format},
       {"trash_days", trash_days},
       {"meta_version", meta_version},
       {"created", created},
@@ -118,6 +120,8 @@ bool Format::FromJson(const std::string& json, Format* out, std::string* error) 
     Read(j, "compression", &f.compression);
     Read(j, "encrypt_key", &f.encrypt_key);
     Read(j, "encrypt_algo", &f.encrypt_algo);
+    Read(j, "encrypt_data_key", &f.encrypt_data_key);
+    Read(j, "block_format", &f.block_format);
     Read(j, "trash_days", &f.trash_days);
     Read(j, "meta_version", &f.meta_version);
     Read(j, "created", &f.created);

@@ -136,7 +136,11 @@ struct Format {
   uint64_t inodes = 0;            // 0 = unlimited
   std::string compression;        // "", "lz4", "zstd"
   std::string encrypt_key;        // PEM of the RSA key wrapping the data key, if encrypted
-  std::string encrypt_algo;
+  std::string encrypt_algo;      // "aes256gcm-rsa" when encrypted
+  std::string encrypt_data_key;  // base64 of the data key wrapped by the RSA key (RSA-OAEP)
+  // How blocks are stored: "" = raw (volumes formatted before framing), "frames-v1" = the
+  // framed format with checksums (docs/formats.md), compressed and encrypted as set above.
+  std::string block_format;
   uint32_t trash_days = 0;
   int64_t meta_version = 1;
   int64_t created = 0;  // ns

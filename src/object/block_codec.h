@@ -32,7 +32,7 @@ struct FrameOptions {
   // salt. A store with a key refuses to read unencrypted objects, and one without a key
   // refuses encrypted ones.
   std::optional<DataKey> data_key;
-  size_t header_cache_entries = 4096;  // parsed headers kept per store (about 1 KiB each)
+  size_t header_cache_entries = 4096;  // parsed headers kept (1.5 KiB for a 4 MiB block)
 };
 
 constexpr size_t kFrameHeaderSize = 48;
