@@ -211,7 +211,8 @@ class Client {
           return Err(EACCES, "etcd " + std::string(path) + ": " + msg);
         }
         if (code == 14 || code == 4 || code == 13 || msg.find("leader") != std::string::npos ||
-            msg.find("timed out") != std::string::npos) {
+            msg.find("timed out") != std::string::npos ||
+            msg.find("future revision") != std::string::npos) {
           // Unavailable: no leader, leader changed, request timed out. A write may be applied.
           if (!idempotent) {
             if (out) out->unknown = true;
@@ -603,7 +604,10 @@ class EtcdEngine final : public Engine {
 Result<std::optional<std::string>> EtcdTxn::BaseGet(std::string_view key) {
   const std::string full = e_->prefix() + std::string(key);
   json req = {{"key", B64(full)}};
-  if (rev_) req["revision"] = rev_;
+  if (rev_) {  // later reads of a transaction: at its revision, without a raft round
+    req["revision"] = rev_;
+    req["serializable"] = true;
+  }
   NX_ASSIGN_OR_RETURN(json r, e_->client().Post("/v3/kv/range", req, true));
   if (!rev_) rev_ = Int(r["header"], "revision");
   std::optional<std::string> out;
@@ -625,7 +629,10 @@ Status EtcdTxn::BaseScan(std::string_view begin, std::string_view end, const Vis
   int64_t batch = 64;
   for (;;) {
     json req = {{"key", B64(from)}, {"range_end", B64(to)}, {"limit", batch}};
-    if (rev_) req["revision"] = rev_;
+    if (rev_) {
+      req["revision"] = rev_;
+      req["serializable"] = true;
+    }
     NX_ASSIGN_OR_RETURN(json r, e_->client().Post("/v3/kv/range", req, true));
     if (!rev_) rev_ = Int(r["header"], "revision");
     const json& kvs = r["kvs"];
