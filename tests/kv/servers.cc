@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -105,6 +106,9 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log, const 
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull >= 0) dup2(devnull, 0);
   if (as.change && (setgid(as.gid) != 0 || setuid(as.uid) != 0)) _exit(126);
+  // The server dies with the thread that started it, even when the test process is killed
+  // (set after setuid, which clears it).
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
