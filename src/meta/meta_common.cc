@@ -138,7 +138,11 @@ Status MetaImpl::PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr) {
   NX_TRY(txn.Delete(keys::Attr(ino)));
   if (attr.type == FileType::kSymlink) NX_TRY(txn.Delete(keys::Symlink(ino)));
   std::vector<std::string> extra;
-  for (const std::string& prefix : {keys::XattrPrefix(ino), keys::ParentPrefix(ino)}) {
+  std::vector<std::string> prefixes;
+  if (MayHaveXattrs(attr)) prefixes.push_back(keys::XattrPrefix(ino));
+  // Parent records exist only while a non-directory has several links (Attr.parent is 0 then).
+  if (attr.parent == 0) prefixes.push_back(keys::ParentPrefix(ino));
+  for (const std::string& prefix : prefixes) {
     NX_TRY(txn.ScanPrefix(prefix, 0, [&](std::string_view k, std::string_view) {
       extra.emplace_back(k);
       return true;

@@ -27,6 +27,10 @@ class MetaImpl final : public Meta {
   Status Format(const meta::Format& format, bool force) override;
   Result<meta::Format> Load() override;
   const meta::Format& format() const override { return format_; }
+  // True when `attr` may own xattr keys (always, on volumes older than meta version 2).
+  bool MayHaveXattrs(const Attr& attr) const {
+    return format_.meta_version < 2 || (attr.flags & Attr::kAttrFlagXattrs);
+  }
   Status UpdateFormat(const meta::Format& format) override;
   Result<StatFs> GetStatFs(Ino ino) override;
   Status Sync() override;

@@ -13,7 +13,9 @@ namespace nexus::meta {
 namespace {
 
 // The newest settings layout this code understands.
-constexpr int64_t kMetaVersion = 1;
+// 1: the first layout. 2: Attr::kAttrFlagXattrs is maintained (a version-1 client would not set
+// it, so it must not write a version-2 volume).
+constexpr int64_t kMetaVersion = 2;
 // What statfs reports for a volume without a capacity or inode limit.
 constexpr uint64_t kDefaultSpace = 1ULL << 50;  // 1 PiB
 constexpr uint64_t kDefaultInodes = 1ULL << 40;

@@ -84,7 +84,10 @@ Result<std::string> MetaImpl::GetXattr(const Context& ctx, Ino ino, std::string_
   NX_TRY(engine_->View([&](kv::Txn& txn) -> Status {
     NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
     NX_TRY(CheckXattrAccess(ctx, attr, ino, name, false));
-    NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Xattr(ino, name)));
+    std::optional<std::string> v;
+    if (MayHaveXattrs(attr)) {
+      NX_ASSIGN_OR_RETURN(v, txn.Get(keys::Xattr(ino, name)));
+    }
     if (!v) return Status::Errno(ENODATA, "get " + XattrName(ino, name) + ": no such attribute");
     value = std::move(*v);
     return Status::OK();
@@ -114,6 +117,7 @@ Status MetaImpl::SetXattr(const Context& ctx, Ino ino, std::string_view name,
       return Status::Errno(ENODATA, what + ": no such attribute (XATTR_REPLACE)");
     }
     NX_TRY(txn.Put(key, value));
+    attr.flags |= Attr::kAttrFlagXattrs;
     attr.ctime = NowNanos();
     return PutAttrTxn(txn, ino, attr);
   });
@@ -124,7 +128,8 @@ Result<std::vector<std::string>> MetaImpl::ListXattr(const Context& ctx, Ino ino
   std::vector<std::string> names;
   NX_TRY(engine_->View([&](kv::Txn& txn) -> Status {
     names.clear();
-    NX_TRY(GetAttrTxn(txn, ino));
+    NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
+    if (!MayHaveXattrs(attr)) return Status::OK();
     const std::string prefix = keys::XattrPrefix(ino);
     return txn.ScanPrefix(prefix, 0, [&](std::string_view k, std::string_view) {
       std::string_view name = k.substr(prefix.size());

@@ -48,7 +48,11 @@ struct Attr {
   int64_t mtime = 0;
   int64_t ctime = 0;
   Ino parent = 0;  // the parent directory; 0 when a non-directory has several (hard links)
-  uint32_t flags = 0;
+  uint32_t flags = 0;  // kAttrFlag* bits
+
+  // Set once the inode gets an extended attribute (volumes of meta version 2 and later), so that
+  // reads and deletion of an inode that never had one skip the xattr range.
+  static constexpr uint32_t kAttrFlagXattrs = 1u << 0;
 
   // st_mode: S_IFMT bits from `type` plus `mode`.
   mode_t StMode() const { return ModeFromFileType(type) | mode; }

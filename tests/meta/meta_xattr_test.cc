@@ -40,6 +40,37 @@ TEST_P(MetaXattrTest, SetGetListRemove) {
   EXPECT_ERRNO(meta_->SetXattr(root_, 987654, "user.a", "1", 0), ENOENT);
 }
 
+// Deleting an inode removes its xattrs and parent records, whatever path led there: a plain
+// file, a file with xattrs, a hard-linked file with xattrs unlinked name by name, a file whose
+// xattrs were all removed, and an open file unlinked then closed.
+TEST_P(MetaXattrTest, DeletionLeavesNoXattrOrParentKeys) {
+  auto dir = meta_->Mkdir(root_, kRootIno, "d", 0755);
+  ASSERT_TRUE(dir.has_value());
+  const Ino d = dir->ino;
+  Ino plain = NewFile("plain");
+  Ino with = NewFile("with");
+  ASSERT_OK(meta_->SetXattr(root_, with, "user.a", "1", 0));
+  Ino linked = NewFile("linked");
+  ASSERT_OK(meta_->SetXattr(root_, linked, "user.b", "2", 0));
+  ASSERT_TRUE(meta_->Link(root_, linked, d, "l1").has_value());
+  ASSERT_TRUE(meta_->Link(root_, linked, kRootIno, "l2").has_value());
+  Ino removed = NewFile("removed");
+  ASSERT_OK(meta_->SetXattr(root_, removed, "user.c", "3", 0));
+  ASSERT_OK(meta_->RemoveXattr(root_, removed, "user.c"));
+  EXPECT_TRUE(meta_->ListXattr(root_, removed).value().empty());
+  for (const char* name : {"plain", "with", "linked", "removed"}) {
+    ASSERT_OK(meta_->Unlink(root_, kRootIno, name));
+  }
+  EXPECT_EQ(meta_->GetXattr(root_, linked, "user.b").value(), "2");  // two links left
+  ASSERT_OK(meta_->Unlink(root_, d, "l1"));
+  ASSERT_OK(meta_->Unlink(root_, kRootIno, "l2"));
+  for (Ino ino : {plain, with, linked, removed}) {
+    EXPECT_TRUE(RawKeys(keys::XattrPrefix(ino)).empty()) << "inode " << ino;
+    EXPECT_TRUE(RawKeys(keys::ParentPrefix(ino)).empty()) << "inode " << ino;
+    EXPECT_ERRNO(meta_->GetAttr(ino), ENOENT);
+  }
+}
+
 TEST_P(MetaXattrTest, CreateAndReplaceFlags) {
   Ino ino = NewFile("f");
   EXPECT_ERRNO(meta_->SetXattr(root_, ino, "user.a", "1", XATTR_REPLACE), ENODATA);

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# NexusFS through FUSE against libfuse's passthrough_hp on the same disk, in one run:
+# fio sequential 1 MiB write/read (2 GiB), 4 KiB random reads of a cached 1 GiB file (1 and 4
+# jobs), md_bench (create/stat/rename/unlink, 1 and 4 threads) and append_bench (4 KiB O_APPEND
+# latency; NexusFS with and without -o writeback_cache).
+#
+#   bench/fuse_compare.sh WORKDIR PASSTHROUGH_HP_BINARY [nexusfs mount flags...]
+#
+# passthrough_hp is libfuse's example/passthrough_hp.cc (build it locally; it is not part of this
+# repository). WORKDIR must be on the disk to measure; everything is created under it and removed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:?usage: fuse_compare.sh WORKDIR PASSTHROUGH_HP [mount flags]}
+pthp=${2:?usage: fuse_compare.sh WORKDIR PASSTHROUGH_HP [mount flags]}
+shift 2
+nx=$here/build/nexusfs
+md=$here/build/bench/md_bench
+app=$here/build/bench/append_bench
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+run=$work/fuse-compare.$$
+mkdir -p "$run"/{nx,pt-src,pt}
+
+cleanup() {
+  fusermount3 -u "$run/pt" 2>/dev/null || true
+  "$nx" umount "$run/nx" 2>/dev/null || true
+  rm -rf "$run"
+}
+trap cleanup EXIT
+
+mount_nx() {
+  "$nx" mount "rocksdb://$run/meta" "$run/nx" -d --log "$run/nexusfs.log" "$@"
+}
+"$nx" format "rocksdb://$run/meta" compare --bucket "$run/data" >/dev/null
+"$pthp" "$run/pt-src" "$run/pt" &
+for _ in $(seq 50); do mountpoint -q "$run/pt" && break; sleep 0.1; done
+mountpoint -q "$run/pt" || { echo "passthrough_hp did not mount" >&2; exit 1; }
+mount_nx "$@"
+
+fio_line() {  # fio terse: field 3 job name, 7 read KiB/s, 8 read IOPS, 48 write KiB/s
+  fio --directory="$1" "$2" --output-format=terse |
+    awk -F';' '{printf "  %-12s read %8.0f MiB/s %9.0f IOPS   write %8.0f MiB/s\n", $3, $7/1024, $8, $48/1024}'
+}
+
+echo "== $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   disk: $(df -h "$work" | awk 'NR==2{print $1, $2}')"
+for fs in nx pt; do
+  name=NexusFS
+  [[ $fs == pt ]] && name=passthrough_hp
+  echo "== $name"
+  fio_line "$run/$fs" "$here/bench/fio/seq.fio"
+  rm -f "$run/$fs/fio-seq.dat"
+  fio_line "$run/$fs" "$here/bench/fio/randread.fio"
+  rm -f "$run/$fs/fio-rand.dat"
+  mkdir -p "$run/$fs/md1" "$run/$fs/md4"
+  echo "  $("$md" "$run/$fs/md1" --files 10000 --threads 1)"
+  echo "  $("$md" "$run/$fs/md4" --files 2500 --threads 4)"
+  echo "  append: $("$app" "$run/$fs/append.dat")"
+  rm -f "$run/$fs/append.dat"
+done
+"$nx" umount "$run/nx"
+mount_nx -o writeback_cache "$@"
+echo "== NexusFS -o writeback_cache"
+echo "  append: $("$app" "$run/nx/append.dat")"
