@@ -107,7 +107,7 @@ class EngineTest : public ::testing::TestWithParam<std::string> {
   static inline std::atomic<int> counter_{0};
   fs::path dir_;
   std::string server_url_;  // redis, postgres: a database of the shared server
-  std::string etcd_;  // endpoint of the shared etcd server
+  std::string etcd_;        // endpoint of the shared etcd server
   std::unique_ptr<Engine> engine_;
 };
 
@@ -352,7 +352,10 @@ TEST_P(EngineTest, ConcurrentAddsAreExact) {
 // Transfers between accounts through read-modify-write transactions never lose an update:
 // the total stays the same and every account's balance is accounted for.
 TEST_P(EngineTest, ConcurrentReadModifyWriteLosesNothing) {
-  const int kAccounts = 4, kThreads = 4, kTransfers = Networked() ? 100 : 2000;
+  const int kAccounts = 4, kThreads = 4,
+            kTransfers = GetParam() == "etcd" ? Ops(2000)
+                         : Networked()        ? 100
+                                              : 2000;
   ASSERT_TRUE(engine_
                   ->Update([](Txn& t) -> Status {
                     for (int a = 0; a < kAccounts; ++a)

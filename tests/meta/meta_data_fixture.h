@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "etcd_server.h"
 #include "meta/keys.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -54,9 +55,9 @@ class BorrowedEngine : public kv::Engine {
 };
 
 inline const std::vector<std::string>& EngineUrls() {
-  static const std::vector<std::string> urls = {"mem://", "rocksdb://<tmp>/rocks",
-                                                "sqlite3://<tmp>/m.db", "redis://<redis>",
-                                                "postgres://<postgres>"};
+  static const std::vector<std::string> urls = {
+      "mem://",          "rocksdb://<tmp>/rocks", "sqlite3://<tmp>/m.db",
+      "redis://<redis>", "postgres://<postgres>", "etcd://<etcd>/<tmp>"};
   return urls;
 }
 
@@ -72,6 +73,9 @@ class MetaVolumeTest : public testing::TestWithParam<std::string> {
       std::string missing =
           server[0] == 'r' ? testsrv::RedisServer::Missing() : testsrv::PostgresServer::Missing();
       if (!missing.empty()) GTEST_SKIP() << missing;
+    }
+    if (GetParam().rfind("etcd", 0) == 0 && test::EtcdServer::Binary().empty()) {
+      GTEST_SKIP() << "etcd is not installed (etcd-server)";
     }
     char tmpl[] = "/tmp/nexus-meta-test-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -93,6 +97,13 @@ class MetaVolumeTest : public testing::TestWithParam<std::string> {
     if (at != std::string::npos) {
       std::filesystem::create_directories(dir_ + "/" + sub);
       url.replace(at, 5, dir_ + "/" + sub);
+    }
+    if (const size_t e = url.find("<etcd>"); e != std::string::npos) {
+      std::string why;  // one etcd per test binary; "<tmp>" made the key prefix unique
+      test::EtcdServer* server = test::EtcdServer::Shared(&why);
+      EXPECT_NE(server, nullptr) << why;
+      if (!server) return nullptr;
+      url.replace(e, 6, server->endpoint());
     }
     auto resolved = testsrv::ResolveServerUrl(url);
     EXPECT_TRUE(resolved.has_value()) << url << ": " << resolved.error().ToString();
