@@ -54,8 +54,22 @@ std::string StorageUrl(const std::string& storage, const std::string& bucket) {
   if (storage == "file")
     return bucket.find("://") == std::string::npos ? "file://" + bucket : bucket;
   if (storage == "mem") return "mem://";
-  if (storage == "s3") return bucket.rfind("s3://", 0) == 0 ? bucket : "s3://" + bucket;
+  // s3: s3://BUCKET, http(s)://HOST/BUCKET, https://BUCKET.s3.REGION.amazonaws.com, or a name.
+  if (storage == "s3") return bucket.find("://") != std::string::npos ? bucket : "s3://" + bucket;
   return storage + "://" + bucket;
+}
+
+object::StoreOptions StoreOptionsFor(const meta::Format& f) {
+  object::StoreOptions o;
+  o.access_key = f.access_key;
+  o.secret_key = f.secret_key;
+  o.session_token = f.session_token;
+  return o;
+}
+
+std::string RedactedUrl(const std::string& url) {
+  auto u = Url::Parse(url);
+  return u ? u->Redacted() : url;
 }
 
 Result<uint64_t> ParseSize(std::string_view text) {

@@ -7,6 +7,7 @@
 
 #include "common/status.h"
 #include "meta/meta.h"
+#include "object/object_store.h"
 
 namespace nexus::cli {
 
@@ -22,8 +23,12 @@ Result<std::unique_ptr<meta::Meta>> OpenMeta(std::string_view meta_url,
                                              meta::MetaOptions options = {});
 
 // The object-store URL of a volume: storage "file" + bucket DIR -> "file://DIR", "mem" ->
-// "mem://", "s3" -> the bucket URL as given.
+// "mem://", "s3" -> the bucket URL as given (a bare name means s3://NAME).
 std::string StorageUrl(const std::string& storage, const std::string& bucket);
+// The options to open a volume's object store with: the credentials kept in its settings.
+object::StoreOptions StoreOptionsFor(const meta::Format& f);
+// `url` without a password (for messages and output).
+std::string RedactedUrl(const std::string& url);
 
 // "4M", "64K", "1G", "4096" (bytes; K/M/G/T are powers of 1024; a trailing 'i'/'B' is accepted).
 Result<uint64_t> ParseSize(std::string_view text);

@@ -12,6 +12,7 @@
 #include "cli/commands.h"
 #include "cli/volume_store.h"
 #include "common/clock.h"
+#include "common/url.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
 #include "object/block_codec.h"
@@ -31,6 +32,7 @@ struct FormatArgs {
   uint64_t inodes = 0;
   uint32_t trash_days = 0;
   bool force = false;
+  std::string access_key, secret_key, session_token;  // s3; kept in the volume, never printed
   std::string compress = "none";
   std::string encrypt_rsa_key;  // PEM file of the RSA private key
 };
@@ -67,8 +69,10 @@ std::string DefaultBucket() {
 // Writes, reads back and deletes one object, so that a volume is never formatted over a store
 // it cannot use.
 Status CheckStore(const meta::Format& f) {
-  std::string url = StorageUrl(f.storage, f.bucket);
-  auto store = object::ObjectStore::Open(url);
+  std::string url = RedactedUrl(StorageUrl(f.storage, f.bucket));
+  object::StoreOptions options = StoreOptionsFor(f);
+  options.create_bucket = true;  // a new S3 bucket is created when missing
+  auto store = object::ObjectStore::Open(StorageUrl(f.storage, f.bucket), options);
   if (!store) return store.error().With("object store " + url);
   std::string key = f.name + "/.format-check-" + f.uuid;
   NX_TRY(((*store)->Put(key, "nexusfs")).With("object store " + url + ": cannot write"));
@@ -77,6 +81,29 @@ Status CheckStore(const meta::Format& f) {
     return Status::IOError("object store " + url + ": an object written could not be read back");
   }
   return ((*store)->Delete(key)).With("object store " + url + ": cannot delete");
+}
+
+// S3 credentials: --access-key/--secret-key/--session-token, or the bucket URL's user:password
+// (moved out of the URL so that it is never shown). Without any, the store falls back to
+// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN when it is opened.
+Status SetCredentials(const FormatArgs& a, const CLI::App& cmd, meta::Format* f) {
+  if (cmd.count("--access-key")) f->access_key = a.access_key;
+  if (cmd.count("--secret-key")) f->secret_key = a.secret_key;
+  if (cmd.count("--session-token")) f->session_token = a.session_token;
+  if (f->storage == "s3" && cmd.count("--bucket")) {
+    auto u = Url::Parse(f->bucket);
+    if (u && !u->user.empty()) {
+      if (!cmd.count("--access-key")) f->access_key = u->user;
+      if (!cmd.count("--secret-key")) f->secret_key = u->password;
+      u->user.clear();
+      u->password.clear();
+      f->bucket = u->ToString();
+    }
+  }
+  if (f->access_key.empty() != f->secret_key.empty()) {
+    return Status::InvalidArgument("--access-key and --secret-key go together");
+  }
+  return Status::OK();
 }
 
 // Checks the arguments that do not depend on an existing volume, before anything is opened.
@@ -121,6 +148,7 @@ Result<meta::Format> BuildFormat(const FormatArgs& a, const CLI::App& cmd,
   if (!existing || cmd.count("--capacity")) f.capacity = a.capacity_gib << 30;
   if (!existing || cmd.count("--inodes")) f.inodes = a.inodes;
   if (!existing || cmd.count("--trash-days")) f.trash_days = a.trash_days;
+  NX_TRY(SetCredentials(a, cmd, &f));
   if (!existing) f.block_format = kFramedBlockFormat;
   if (!existing || cmd.count("--compress")) {
     if (f.block_format.empty() && a.compress != "none") {
@@ -191,7 +219,8 @@ void RunFormat(const FormatArgs& a, const CLI::App& cmd) {
   if (!f.encrypt_algo.empty()) blocks += ", encrypted (" + f.encrypt_algo + ")";
   std::printf("%s volume '%s' (uuid %s): metadata in %s, data in %s (blocks: %s)\n",
               existing ? "Updated" : "Formatted", f.name.c_str(), f.uuid.c_str(),
-              engine_name.c_str(), StorageUrl(f.storage, f.bucket).c_str(), blocks.c_str());
+              engine_name.c_str(), RedactedUrl(StorageUrl(f.storage, f.bucket)).c_str(),
+              blocks.c_str());
 }
 
 }  // namespace
@@ -205,9 +234,12 @@ void RegisterFormat(CLI::App& app) {
   cmd->add_option("NAME", a->name, "Volume name: 3-63 characters of a-z, 0-9, '-'")->required();
   cmd->add_option("--storage", a->storage, "Object store kind: file, mem, s3")
       ->capture_default_str();
-  cmd->add_option("--bucket", a->bucket,
-                  "Object store location (for file: a directory; default /var/lib/nexusfs/data "
-                  "as root, ~/.nexusfs/data otherwise)");
+  cmd->add_option(
+      "--bucket", a->bucket,
+      "Object store location (for file: a directory; for s3: s3://BUCKET[/PREFIX], "
+      "http(s)://HOST[:PORT]/BUCKET[/PREFIX] or https://BUCKET.s3.REGION.amazonaws.com; "
+      "default /var/lib/nexusfs/data "
+      "as root, ~/.nexusfs/data otherwise)");
   cmd->add_option("--block-size", a->block_size, "Block size, a power of two from 64K to 16M")
       ->capture_default_str();
   cmd->add_option("--capacity", a->capacity_gib, "Volume capacity in GiB (0 = unlimited)");
@@ -218,6 +250,11 @@ void RegisterFormat(CLI::App& app) {
   cmd->add_option("--encrypt-rsa-key", a->encrypt_rsa_key,
                   "Encrypt blocks (AES-256-GCM) under a data key wrapped by this RSA private key "
                   "(PEM file, 2048 bits or more); its passphrase comes from NEXUS_RSA_PASSPHRASE");
+  cmd->add_option("--access-key", a->access_key,
+                  "S3 access key (default: AWS_ACCESS_KEY_ID when the volume is opened)");
+  cmd->add_option("--secret-key", a->secret_key,
+                  "S3 secret key, kept in the volume's settings and never printed");
+  cmd->add_option("--session-token", a->session_token, "S3 session token (temporary credentials)");
   cmd->add_flag("--force", a->force, "Change the settings of an existing volume");
   cmd->callback([a, cmd] { RunFormat(*a, *cmd); });
 }

@@ -198,7 +198,9 @@ Status RunBench(object::ObjectStore& s, const std::string& p, const BenchArgs& a
                  const std::function<Status(uint64_t)>& op) -> Status {
     NX_ASSIGN_OR_RETURN(double secs, Parallel(n, a.threads, op));
     // Latency: the mean time of one operation as one thread saw it.
-    double lat_ms = n ? secs * a.threads * 1000 / static_cast<double>(n) : 0;
+    double lat_ms = n ? secs * static_cast<double>(std::min<uint64_t>(n, a.threads)) * 1000 /
+                            static_cast<double>(n)
+                      : 0;
     double mib_s = secs > 0 ? static_cast<double>(n * size) / (1 << 20) / secs : 0;
     double ops = secs > 0 ? static_cast<double>(n) / secs : 0;
     std::printf("%-16s %7llu %10s %9.2fs %10.1f MiB/s %9.1f op/s %9.2fms\n", name,

@@ -40,8 +40,8 @@ Result<std::unique_ptr<object::ObjectStore>> OpenVolumeStore(const meta::Format&
     }
   }
   std::string url = StorageUrl(f.storage, f.bucket);
-  auto store = object::ObjectStore::Open(url);
-  if (!store) return Err(store.error().With("object store " + url));
+  auto store = object::ObjectStore::Open(url, StoreOptionsFor(f));
+  if (!store) return Err(store.error().With("object store " + RedactedUrl(url)));
   std::unique_ptr<object::ObjectStore> s = std::move(*store);
   if (!inject_faults.empty()) {
     NX_ASSIGN_OR_RETURN(object::FaultOptions faults, object::ParseFaultSpec(inject_faults));
