@@ -1,0 +1,131 @@
+// A volume on a real S3 server (s3rver): format with the built nexusfs, mount it, and drive it
+// with real syscalls: write, read, rename, unlink, remount. Needs root, /dev/fuse and s3rver.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "integration/mount_fixture.h"
+#include "object/object_store.h"
+#include "object/s3_server.h"
+
+namespace nexus::it {
+namespace {
+
+class S3MountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0) {
+      GTEST_SKIP() << "FUSE integration tests need root and /dev/fuse";
+    }
+    if (testing::S3Server::FindBinary().empty()) GTEST_SKIP() << "s3rver is not installed";
+    std::string error;
+    ASSERT_TRUE(server_.Start(&error)) << error;
+    char tmpl[] = "/tmp/nexusfs-s3it.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr) << std::strerror(errno);
+    work_ = tmpl;
+    mnt_ = work_ + "/mnt";
+    log_ = work_ + "/mount.log";
+    meta_ = "rocksdb://" + work_ + "/meta";
+    ASSERT_EQ(mkdir(mnt_.c_str(), 0755), 0);
+    bucket_url_ = server_.Endpoint() + "/s3-volumes/team";  // the bucket does not exist yet
+  }
+  void TearDown() override {
+    if (mounted_) Unmount();
+    std::error_code ec;
+    if (!work_.empty()) std::filesystem::remove_all(work_, ec);
+    server_.Stop();
+  }
+  void Mount() {
+    std::string out;
+    ASSERT_EQ(RunCommand({NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_}, &out), 0)
+        << out << "\n"
+        << ReadFile(log_);
+    mounted_ = true;
+  }
+  void Unmount() {
+    std::string out;
+    int rc = RunCommand({NEXUSFS_BIN, "umount", mnt_}, &out);
+    if (rc != 0) RunCommand({"umount", "-l", mnt_});
+    EXPECT_EQ(rc, 0) << out << "\n" << ReadFile(log_);
+    mounted_ = false;
+  }
+  std::string P(const std::string& rel) const { return mnt_ + "/" + rel; }
+
+  testing::S3Server server_;
+  std::string work_, mnt_, log_, meta_, bucket_url_;
+  bool mounted_ = false;
+};
+
+TEST_F(S3MountTest, WriteReadRenameUnlinkRemount) {
+  std::string out;
+  ASSERT_EQ(RunCommand({NEXUSFS_BIN, "format", meta_, "s3vol", "--storage", "s3", "--bucket",
+                        bucket_url_, "--access-key", testing::S3Server::kAccessKey, "--secret-key",
+                        testing::S3Server::kSecretKey},
+                       &out),
+            0)
+      << out;
+  EXPECT_NE(out.find(bucket_url_), std::string::npos) << out;
+  // s3rver's access key and secret are both "S3RVER": neither may be printed.
+  EXPECT_EQ(out.find(testing::S3Server::kSecretKey), std::string::npos) << out;
+  ASSERT_EQ(RunCommand({NEXUSFS_BIN, "status", meta_}, &out), 0) << out;
+  EXPECT_NE(out.find("\"secret_key\": \"removed\""), std::string::npos) << out;
+
+  Mount();
+  const std::string big = Pattern((9 << 20) + 12345, 7);  // three 4 MiB blocks, the last short
+  WriteFile(P("big.bin"), big);
+  WriteFile(P("small.txt"), "hello s3\n");
+  ASSERT_EQ(mkdir(P("dir").c_str(), 0755), 0);
+  WriteFile(P("dir/doomed"), Pattern(100000, 8));
+  EXPECT_EQ(ReadFile(P("big.bin")), big);
+  ASSERT_EQ(rename(P("small.txt").c_str(), P("dir/renamed.txt").c_str()), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(unlink(P("dir/doomed").c_str()), 0);
+  // Overwrite the middle of the big file through an open descriptor and fsync it.
+  int fd = open(P("big.bin").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  const std::string patch(5000, 'z');
+  ASSERT_EQ(pwrite(fd, patch.data(), patch.size(), 4 << 20), static_cast<ssize_t>(patch.size()));
+  ASSERT_EQ(fsync(fd), 0);
+  ASSERT_EQ(close(fd), 0);
+  std::string expect = big;
+  expect.replace(4 << 20, patch.size(), patch);
+
+  Unmount();
+  Mount();
+  EXPECT_EQ(ReadFile(P("big.bin")), expect);
+  EXPECT_EQ(ReadFile(P("dir/renamed.txt")), "hello s3\n");
+  struct stat st;
+  EXPECT_NE(stat(P("small.txt").c_str(), &st), 0);
+  EXPECT_NE(stat(P("dir/doomed").c_str(), &st), 0);
+  Unmount();
+
+  // The blocks are in the bucket, under the URL's prefix and the volume's name.
+  object::StoreOptions o;
+  o.access_key = testing::S3Server::kAccessKey;
+  o.secret_key = testing::S3Server::kSecretKey;
+  auto store = object::ObjectStore::Open(bucket_url_, o);
+  ASSERT_TRUE(store) << store.error().ToString();
+  auto blocks = (*store)->List("s3vol/chunks/", "", 0);
+  ASSERT_TRUE(blocks) << blocks.error().ToString();
+  EXPECT_GE(blocks->objects.size(), 3u);
+}
+
+TEST_F(S3MountTest, FormatFailsClearlyWithoutTheServer) {
+  std::string dead = "http://127.0.0.1:1/s3-volumes";
+  std::string out;
+  EXPECT_NE(RunCommand({NEXUSFS_BIN, "format", meta_, "s3vol", "--storage", "s3", "--bucket", dead,
+                        "--access-key", "AK", "--secret-key", "very-secret-value"},
+                       &out),
+            0);
+  EXPECT_NE(out.find("object store"), std::string::npos) << out;
+  EXPECT_EQ(out.find("very-secret-value"), std::string::npos) << out;
+  // Nothing was left behind.
+  EXPECT_FALSE(std::filesystem::exists(work_ + "/meta"));
+}
+
+}  // namespace
+}  // namespace nexus::it
