@@ -55,6 +55,7 @@ struct MountArgs {
   std::vector<std::string> options;  // -o, possibly repeated, comma lists
   std::string cache_dir;
   uint64_t cache_size_mib = 10240;
+  double free_space_ratio = 0.1;
   uint64_t buffer_size_mib = 300;
   int max_uploads = 20;
   double attr_cache = 1.0;
@@ -199,6 +200,7 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["fuse_options"] = p.fuse;
   j["cache_dir"] = a.cache_dir;
   j["cache_size_mib"] = a.cache_size_mib;
+  j["free_space_ratio"] = a.free_space_ratio;
   j["buffer_size_mib"] = a.buffer_size_mib;
   j["max_uploads"] = a.max_uploads;
   j["attr_cache_s"] = a.attr_cache;
@@ -289,6 +291,7 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
   co.max_uploads = std::max(1, a.max_uploads);
   co.cache_dir = a.cache_dir;
   co.cache_size = a.cache_size_mib << 20;
+  co.free_space_ratio = a.free_space_ratio;
   return co;
 }
 
@@ -516,6 +519,9 @@ void RegisterMount(CLI::App& app) {
                 "kernel then skips search checks on cached path components)");
   cmd->add_option("--cache-dir", a->cache_dir, "Directory of the local block cache");
   cmd->add_option("--cache-size", a->cache_size_mib, "Local cache size in MiB")
+      ->capture_default_str();
+  cmd->add_option("--free-space-ratio", a->free_space_ratio,
+                  "Fraction of the cache directory's file system the cache leaves free")
       ->capture_default_str();
   cmd->add_option("--buffer-size", a->buffer_size_mib, "Write buffer size in MiB")
       ->capture_default_str();
