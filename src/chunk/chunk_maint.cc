@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "chunk/chunk_impl.h"
+#include "common/backoff.h"
 #include "common/logging.h"
 #include "meta/slice_view.h"
 
@@ -80,6 +81,11 @@ Status ChunkStoreImpl::DeleteSliceObjects(const meta::SliceRef& ref) {
     cache_.Remove(key);
     if (disk_) disk_->Remove(key);
     Status s = store_->Delete(key);
+    for (int attempt = 1; !s.ok() && IsTransientStoreError(s) && attempt < kStoreAttempts;
+         ++attempt) {
+      BackoffSleep(attempt);
+      s = store_->Delete(key);
+    }
     if (!s.ok() && first.ok()) first = s;
   }
   return first;

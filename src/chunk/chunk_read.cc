@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "chunk/chunk_impl.h"
+#include "common/backoff.h"
 #include "common/logging.h"
 #include "meta/slice_view.h"
 
@@ -168,8 +169,8 @@ Status ChunkStoreImpl::ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, u
                                  uint32_t len, char* out) {
   const std::string key = BlockKey(opts_.prefix, id, blk, blk_size);
   Status last;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+  for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
+    if (attempt) BackoffSleep(attempt);
     auto got = store_->Get(key, off, len);
     if (got && got->size() == len) {
       std::memcpy(out, got->data(), len);
@@ -214,8 +215,8 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
     return on_disk;
   }
   Result<std::shared_ptr<const std::string>> result = Err(EIO, "not fetched");
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+  for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
+    if (attempt) BackoffSleep(attempt);
     auto got = store_->Get(key);
     if (got && got->size() == size) {
       result = std::make_shared<const std::string>(std::move(*got));

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "chunk/chunk_impl.h"
+#include "common/backoff.h"
 #include "common/clock.h"
 #include "common/logging.h"
 
@@ -85,7 +86,9 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
     uint32_t b = s->len / bs, in = s->len % bs;
     if (b >= s->blocks.size()) {
       s->blocks.emplace_back();
-      s->blocks.back().data.reserve(std::min<size_t>(bs, std::max<size_t>(len, 64 << 10)));
+      // Large writes will likely fill the block: size it once rather than regrow it (each
+      // regrowth copies what is buffered). Untouched pages of a reservation cost no memory.
+      s->blocks.back().data.reserve(len >= bs / 16 ? bs : std::max<size_t>(len, 64 << 10));
     }
     auto& blk = s->blocks[b];
     size_t n = std::min<size_t>(len, bs - in);
@@ -141,12 +144,11 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
 Status ChunkStoreImpl::UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data) {
   const std::string key = BlockKey(opts_.prefix, s.id, block, static_cast<uint32_t>(data.size()));
   Status st;
-  constexpr int kAttempts = 6;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(20 << attempt));
+  for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
+    if (attempt) BackoffSleep(attempt);
     st = store_->Put(key, data);
     if (st.ok()) return st;
-    if (st.code() == EINVAL || st.code() == EACCES || st.code() == EROFS) break;  // permanent
+    if (!IsTransientStoreError(st)) break;
   }
   NX_LOG_ERROR("upload of {} failed: {}", key, st.ToString());
   return Status::IOError("upload of " + key + " failed: " + st.message());
