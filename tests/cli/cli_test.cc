@@ -109,7 +109,7 @@ TEST_F(CliTest, ErrorsAreOneClearLine) {
   std::vector<Case> cases = {
       {"status " + Meta(), "not formatted"},
       {"status nosuch://x", "unknown metadata engine 'nosuch'"},
-      {"status redis://u:topsecret@127.0.0.1:1/0", "not available"},
+      {"status redis://u:topsecret@127.0.0.1:1/0", "Connection refused"},
       {"format " + Meta() + " Bad_Name --bucket " + Bucket(), "volume name"},
       {"format " + Meta() + " vol --bucket " + Bucket() + " --block-size 3M", "power of two"},
       {"format " + Meta() + " vol --bucket " + Bucket() + " --storage ftp", "storage 'ftp'"},
