@@ -170,7 +170,7 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
   const uint32_t fs = opts_.frame_size;
   const size_t count = (data.size() + fs - 1) / fs;
   const uint64_t seed = KeySeed(key);
-  std::string fixed, table, frames;
+  std::string fixed, table, obj;
   fixed.append(kMagic, 4);
   uint8_t flags = static_cast<uint8_t>(opts_.compression) | (crypto_ ? kEncryptedFlag : 0);
   PutU8(&fixed, kVersion);
@@ -188,7 +188,11 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
     object_key = crypto_->ObjectKey(salt);
   }
   fixed.append(reinterpret_cast<const char*>(salt.data()), salt.size());
-  frames.reserve(data.size() + count * kTagSize + 64);
+  // The frames go straight after room for the header and table, filled in at the end: one
+  // buffer, one copy of the data.
+  const size_t frames_at = kFrameHeaderSize + count * kFrameEntrySize;
+  obj.reserve(frames_at + data.size() + count * kTagSize);
+  obj.resize(frames_at);
   CipherCtx cipher;
   std::string packed;
   for (size_t i = 0; i < count; ++i) {
@@ -199,13 +203,13 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
       fflags |= kFrameCompressed;
       payload = packed;
     }
-    const size_t start = frames.size();
+    const size_t start = obj.size();
     if (crypto_) {
       auto nonce = FrameNonce(i);
       std::string aad = FrameAad(key, i, data.size(), fflags);
       int n = 0;
-      frames.resize(start + payload.size() + kTagSize);
-      auto* dst = reinterpret_cast<unsigned char*>(frames.data() + start);
+      obj.resize(start + payload.size() + kTagSize);
+      auto* dst = reinterpret_cast<unsigned char*>(obj.data() + start);
       bool ok = EVP_EncryptInit_ex(cipher.ctx, EVP_aes_256_gcm(), nullptr, object_key.data(),
                                    nonce.data()) == 1 &&
                 EVP_EncryptUpdate(cipher.ctx, nullptr, &n,
@@ -219,21 +223,19 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
                                     dst + payload.size()) == 1;
       if (!ok) return Err(EIO, "object " + std::string(key) + ": encryption failed");
     } else {
-      frames.append(payload);
+      obj.append(payload);
     }
-    std::string_view stored(frames.data() + start, frames.size() - start);
+    std::string_view stored(obj.data() + start, obj.size() - start);
     PutBE32(&table, static_cast<uint32_t>(stored.size()));
     PutBE32(&table, fflags);
     PutBE64(&table, FrameChecksum(seed, i, stored));
   }
   OPENSSL_cleanse(object_key.data(), object_key.size());
-  std::string out;
-  out.reserve(kFrameHeaderSize + table.size() + frames.size());
-  out.append(fixed);
-  PutBE64(&out, HeaderChecksum(seed, fixed, table));
-  out.append(table);
-  out.append(frames);
-  return out;
+  std::string head = fixed;
+  PutBE64(&head, HeaderChecksum(seed, fixed, table));
+  head += table;
+  obj.replace(0, head.size(), head);
+  return obj;
 }
 
 Result<uint64_t> BlockCodec::HeaderLength(std::string_view key, std::string_view prefix) const {
