@@ -346,11 +346,9 @@ void DiskCache::EvictLocked(uint64_t incoming) {
 // Between checks the limit holds, so a statvfs costs once per space_check_ns, not per call.
 void DiskCache::CheckSpace() {
   const int64_t now = MonoNanos();
-  {
-    std::lock_guard lock(space_mu_);
-    if (last_space_check_ != 0 && now - last_space_check_ < opts_.space_check_ns) return;
-    last_space_check_ = now;
-  }
+  int64_t last = last_space_check_.load(std::memory_order_relaxed);
+  if (last != 0 && now - last < opts_.space_check_ns) return;         // the common case: no lock
+  if (!last_space_check_.compare_exchange_strong(last, now)) return;  // another thread checks
   struct statvfs sv {};
   if (::statvfs(dir_.c_str(), &sv) != 0 || sv.f_blocks == 0) return;
   const double total = static_cast<double>(sv.f_blocks) * static_cast<double>(sv.f_frsize);

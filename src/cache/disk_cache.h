@@ -121,8 +121,7 @@ class DiskCache {
   uint64_t limit_;  // capacity_, lowered while the disk has less free space than wanted
   std::unordered_map<std::string, bool> pending_;  // queued or running writes -> discarded
   std::condition_variable idle_cv_;                // pending_ became empty
-  std::mutex space_mu_;                            // one statvfs at a time
-  int64_t last_space_check_ = 0;
+  std::atomic<int64_t> last_space_check_{0};  // claimed by compare-exchange: one statvfs at a time
 
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> hits_{0}, misses_{0}, evictions_{0}, corrupt_{0}, dropped_{0}, writes_{0},
