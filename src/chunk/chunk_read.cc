@@ -120,7 +120,8 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
 
 // A read of less than a quarter block that misses the cache fetches only its own range, so a
 // 4 KiB random read costs a 4 KiB GET rather than a whole block; the whole block follows in the
-// background when the download pool has room (a prefetch for the reads around it).
+// background when the download pool has room and the store is remote (a prefetch for the reads
+// around it; see ChunkOptions::prefetch_small_reads).
 Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
                                  char* out) {
   const uint32_t bs = opts_.block_size;
@@ -146,7 +147,8 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
     if (!data && take < bs / 4) {
       NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
       if (ThreadPool* pool = downloads_.get();
-          pool && pool->queued() < static_cast<size_t>(std::max(1, opts_.max_downloads))) {
+          opts_.prefetch_small_reads && pool &&
+          pool->queued() < static_cast<size_t>(std::max(1, opts_.max_downloads))) {
         pool->TrySubmit([this, id, blk, blk_size] { (void)FetchBlock(id, blk, blk_size); });
       }
       out += take;

@@ -86,7 +86,9 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
     uint32_t b = s->len / bs, in = s->len % bs;
     if (b >= s->blocks.size()) {
       s->blocks.emplace_back();
-      s->blocks.back().data.reserve(std::min<size_t>(bs, std::max<size_t>(len, 64 << 10)));
+      // Large writes will likely fill the block: size it once rather than regrow it (each
+      // regrowth copies what is buffered). Untouched pages of a reservation cost no memory.
+      s->blocks.back().data.reserve(len >= bs / 16 ? bs : std::max<size_t>(len, 64 << 10));
     }
     auto& blk = s->blocks[b];
     size_t n = std::min<size_t>(len, bs - in);
