@@ -367,9 +367,13 @@ class EtcdEngine final : public Engine {
   const std::string& prefix_end() const { return prefix_end_; }
 
   Status Check() {
-    // One read proves an endpoint answers (and the credentials work).
+    // One read proves an endpoint answers (and the credentials work). It waits at most 5 s, so
+    // that format or mount against a dead server or a wrong address says so promptly; once
+    // open, requests ride out outages up to the full timeout.
+    const auto wait = std::min(client_.timeout(), std::chrono::milliseconds(5000));
     NX_ASSIGN_OR_RETURN(
-        json r, client_.Post("/v3/kv/range", {{"key", B64(prefix_)}, {"count_only", true}}, true));
+        json r, client_.Post("/v3/kv/range", {{"key", B64(prefix_)}, {"count_only", true}}, true,
+                             nullptr, wait));
     (void)r;
     return Status::OK();
   }

@@ -14,6 +14,7 @@
 // engine fetched in the same round trip as the COMMIT.
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -81,6 +82,10 @@ class PgConn {
     if (!c_ || PQstatus(c_) != CONNECTION_OK) {
       std::string why = c_ ? PQerrorMessage(c_) : "out of memory";
       while (!why.empty() && why.back() == '\n') why.pop_back();
+      // libpq's multi-line messages ("...failed: Connection refused\n\tIs the server
+      // running...") become one line.
+      for (size_t at; (at = why.find("\n\t")) != std::string::npos;) why.replace(at, 2, " ");
+      std::replace(why.begin(), why.end(), '\n', ' ');
       // A refused or reset connection may be a restarting server; a rejected login is final.
       bool auth = why.find("authentication") != std::string::npos ||
                   why.find("password") != std::string::npos ||
