@@ -43,8 +43,10 @@
 namespace nexus::cli {
 namespace {
 
-constexpr int64_t kHeartbeatIntervalNs = 10'000'000'000;
-constexpr int64_t kStaleSessionNs = 60'000'000'000;
+// A session heartbeats every timeout/4, at most every 10 s, and cleans other clients' stale
+// sessions as often, so a crashed client's locks and open-unlinked files are released at most
+// about timeout * 5/4 after its last heartbeat.
+constexpr int64_t kMaxHeartbeatIntervalNs = 10'000'000'000;
 constexpr int kUmountWaitMs = 120'000;
 
 struct MountArgs {
@@ -65,6 +67,8 @@ struct MountArgs {
   std::string log_file;
   std::string log_level = "info";
   std::string inject_faults;  // "rate=0.1,delay=5ms,seed=1": FaultyStore under the volume
+  // Seconds; see kMaxHeartbeatIntervalNs.
+  double session_timeout = 60;
 };
 
 // What -o turns into: options for the kernel/libfuse and the ones nexusfs consumes.
@@ -207,13 +211,19 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["entry_cache_s"] = a.entry_cache;
   j["dir_entry_cache_s"] = a.dir_entry_cache;
   j["background"] = a.background;
+  j["session_timeout_s"] = a.session_timeout;
   return j.dump();
 }
 
-// Sends heartbeats for the session every kHeartbeatIntervalNs until stopped.
+// Sends heartbeats for the session and cleans stale sessions of other clients every
+// `interval_ns` until stopped.
 class HeartbeatThread {
  public:
-  explicit HeartbeatThread(meta::Meta* m) : meta_(m), thread_([this] { Run(); }) {}
+  HeartbeatThread(meta::Meta* m, int64_t timeout_ns)
+      : meta_(m),
+        timeout_ns_(timeout_ns),
+        interval_ns_(std::min(kMaxHeartbeatIntervalNs, timeout_ns / 4)),
+        thread_([this] { Run(); }) {}
   ~HeartbeatThread() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -226,16 +236,19 @@ class HeartbeatThread {
  private:
   void Run() {
     std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::nanoseconds(kHeartbeatIntervalNs),
-                         [this] { return stop_; })) {
+    while (!cv_.wait_for(lock, std::chrono::nanoseconds(interval_ns_), [this] { return stop_; })) {
       lock.unlock();
       Status s = meta_->Heartbeat();
       if (!s.ok()) NX_LOG_WARN("session heartbeat: {}", s.ToString());
+      auto cleaned = meta_->CleanStaleSessions(timeout_ns_);
+      if (!cleaned) NX_LOG_WARN("cleaning stale sessions: {}", cleaned.error().ToString());
       lock.lock();
     }
   }
 
   meta::Meta* meta_;
+  const int64_t timeout_ns_;
+  const int64_t interval_ns_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
@@ -259,8 +272,8 @@ Result<std::unique_ptr<meta::Meta>> OpenVolume(const std::string& url, bool read
   return OpenMeta(url, mo);
 }
 
-Status StartSession(meta::Meta* m, const std::string& mountpoint) {
-  auto cleaned = m->CleanStaleSessions(kStaleSessionNs);
+Status StartSession(meta::Meta* m, const std::string& mountpoint, int64_t timeout_ns) {
+  auto cleaned = m->CleanStaleSessions(timeout_ns);
   if (!cleaned) NX_LOG_WARN("cleaning stale sessions: {}", cleaned.error().ToString());
   meta::SessionInfo info;
   char host[256] = {0};
@@ -270,6 +283,7 @@ Status StartSession(meta::Meta* m, const std::string& mountpoint) {
   info.mount_point = mountpoint;
   info.version = NEXUS_VERSION_STRING;
   info.start_time = NowNanos();
+  info.timeout = timeout_ns;
   auto sid = m->NewSession(info);
   if (!sid) return sid.error().With("start session");
   return Status::OK();
@@ -327,8 +341,11 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   const meta::Format& f = (*m)->format();
   auto store = OpenVolumeStore(f, a.inject_faults);
   if (!store) return fail(store.error());
+  const auto session_timeout_ns = static_cast<int64_t>(a.session_timeout * 1e9);
   if (!p.read_only) {
-    if (Status s = StartSession(m->get(), a.mountpoint); !s.ok()) return fail(s);
+    if (Status s = StartSession(m->get(), a.mountpoint, session_timeout_ns); !s.ok()) {
+      return fail(s);
+    }
   }
   auto chunks = chunk::ChunkStore::Open(m->get(), store->get(), ChunkOptionsFor(a, f));
   if (!chunks) {
@@ -349,7 +366,7 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
     return fail(server.error());
   }
   std::optional<HeartbeatThread> heartbeat;
-  if (!p.read_only) heartbeat.emplace(m->get());
+  if (!p.read_only) heartbeat.emplace(m->get(), session_timeout_ns);
   WriteRunFile(a.mountpoint);
   if (a.background) (void)!chdir("/");
   ready.Send("OK");
@@ -538,6 +555,12 @@ void RegisterMount(CLI::App& app) {
   cmd->add_option("--log", a->log_file,
                   "Log file (background default: /var/log/nexusfs.log or ~/.nexusfs/nexusfs.log)");
   cmd->add_option("--log-level", a->log_level, "debug, info, warn, error")->capture_default_str();
+  cmd->add_option("--session-timeout", a->session_timeout,
+                  "Seconds after this mount's last heartbeat when other clients may declare it "
+                  "dead and release its locks and open files (heartbeats every timeout/4, at "
+                  "most every 10 s)")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
   cmd->add_option("--inject-faults", a->inject_faults,
                   "Testing: fail a fraction of object-store calls and delay them, e.g. "
                   "rate=0.1,delay=5ms,seed=1");

@@ -19,7 +19,8 @@ nlohmann::json SessionsJson(const std::vector<meta::SessionInfo>& sessions) {
                    {"mount_point", s.mount_point},
                    {"version", s.version},
                    {"start_time_ns", s.start_time},
-                   {"heartbeat_ns", s.heartbeat}});
+                   {"heartbeat_ns", s.heartbeat},
+                   {"timeout_ns", s.timeout}});
   }
   return out;
 }

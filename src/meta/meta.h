@@ -63,7 +63,8 @@ class Meta {
   // Ends this client's session: releases its locks and deletes its open-but-unlinked files.
   virtual Status CloseSession() = 0;
   virtual Result<std::vector<SessionInfo>> ListSessions() = 0;
-  // Cleans every session whose heartbeat is older than `timeout_ns`; returns how many.
+  // Cleans every session whose heartbeat is older than its recorded SessionInfo::timeout, or
+  // than `timeout_ns` when it recorded none; returns how many. Never cleans this client's own.
   virtual Result<int> CleanStaleSessions(int64_t timeout_ns) = 0;
 
   // ---- namespace ----

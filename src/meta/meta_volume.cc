@@ -76,6 +76,7 @@ std::string SessionJson(const SessionInfo& s) {
   nlohmann::json j = {{"sid", s.sid},         {"host", s.host},
                       {"pid", s.pid},         {"mount_point", s.mount_point},
                       {"version", s.version}, {"start_time", s.start_time}};
+  if (s.timeout > 0) j["timeout_ns"] = s.timeout;
   return j.dump();
 }
 
@@ -89,6 +90,7 @@ SessionInfo ParseSession(uint64_t sid, std::string_view json) {
     s.mount_point = j.value("mount_point", "");
     s.version = j.value("version", "");
     s.start_time = j.value("start_time", int64_t{0});
+    s.timeout = j.value("timeout_ns", int64_t{0});
   } catch (const std::exception& e) {
     NX_LOG_WARN("session {}: damaged record: {}", sid, e.what());
   }
@@ -258,10 +260,12 @@ Result<std::vector<SessionInfo>> MetaImpl::ListSessions() {
 
 Result<int> MetaImpl::CleanStaleSessions(int64_t timeout_ns) {
   NX_ASSIGN_OR_RETURN(auto sessions, ListSessions());
-  const int64_t cutoff = NowNanos() - timeout_ns;
+  const int64_t now = NowNanos();
   int cleaned = 0;
   for (const SessionInfo& s : sessions) {
-    if (s.sid == sid_ || s.heartbeat >= cutoff) continue;
+    // A session that recorded its own timeout is judged by it: it heartbeats to match.
+    const int64_t timeout = s.timeout > 0 ? s.timeout : timeout_ns;
+    if (s.sid == sid_ || s.heartbeat >= now - timeout) continue;
     NX_TRY(CleanSession(s.sid).With("clean stale session " + std::to_string(s.sid)));
     NX_LOG_INFO("cleaned stale session {} of host {} (last heartbeat {} s ago)", s.sid, s.host,
                 (NowNanos() - s.heartbeat) / 1000000000);

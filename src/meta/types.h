@@ -171,6 +171,9 @@ struct SessionInfo {
   std::string version;
   int64_t start_time = 0;  // ns
   int64_t heartbeat = 0;   // ns, the last one
+  // ns: other clients may clean the session once its last heartbeat is this old (0: the
+  // cleaner's own timeout applies). The client promises to heartbeat well within it.
+  int64_t timeout = 0;
 };
 
 enum class LockType : uint8_t { kUnlock = 0, kRead = 1, kWrite = 2 };
