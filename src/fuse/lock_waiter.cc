@@ -1,11 +1,18 @@
 #include "fuse/lock_waiter.h"
 
+#include <algorithm>
+
 #include "vfs/vfs.h"
 
 namespace nexus::fuse {
 namespace {
-constexpr int64_t kRetryNs = 200'000'000;  // other clients' releases are seen this often
-}
+// Other clients' releases are not announced: waiters retry with a backoff that starts short, so
+// a lock released soon after a waiter arrived is granted within a few ms, and grows to
+// kMaxRetryNs so that a long wait costs at most ten attempts a second per waiter. A new waiter
+// restarts it; a release by this client ends a wait at once whatever its length.
+constexpr int64_t kFirstRetryNs = 2'000'000;
+constexpr int64_t kMaxRetryNs = 100'000'000;
+}  // namespace
 
 LockWaiter::LockWaiter(vfs::Vfs* vfs) : vfs_(vfs), thread_([this] { Run(); }) {}
 
@@ -23,6 +30,7 @@ void LockWaiter::Add(fuse_req_t req, fuse_ino_t ino, std::function<Status()> att
   {
     std::lock_guard<std::mutex> lock(mu_);
     waiters_.push_back(Waiter{req, ino, std::move(attempt)});
+    retry_ns_ = kFirstRetryNs;
   }
   cv_.notify_all();
 }
@@ -55,10 +63,12 @@ void LockWaiter::Run() {
       continue;
     }
     fuse_ino_t ino = waiters_.front().ino;
+    const int64_t wait_ns = retry_ns_;
+    retry_ns_ = std::min(kMaxRetryNs, retry_ns_ * 2);
     lock.unlock();
     RetryAll();
     // Wakes early when this client releases a lock; releases elsewhere show on the timeout.
-    vfs_->WaitLockChange(ino, kRetryNs);
+    vfs_->WaitLockChange(ino, wait_ns);
     lock.lock();
   }
 }

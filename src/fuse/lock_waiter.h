@@ -46,6 +46,7 @@ class LockWaiter {
   std::condition_variable cv_;
   std::list<Waiter> waiters_;
   bool stop_ = false;
+  int64_t retry_ns_ = 0;  // the next wait between rounds of retries; guarded by mu_
   std::thread thread_;
 };
 
