@@ -107,14 +107,18 @@ void MountTest::SetUp() {
   ASSERT_EQ(chmod(work_.c_str(), 0755), 0);  // tests that run as nobody must reach the mount
   mnt_ = work_ + "/mnt";
   log_ = work_ + "/mount.log";
-  meta_url_ = MetaScheme() == "sqlite3" ? "sqlite3://" + work_ + "/meta.db"
-                                        : MetaScheme() + "://" + work_ + "/meta";
+  meta_url_ = MetaUrl();
   ASSERT_EQ(mkdir(mnt_.c_str(), 0755), 0);
   std::string out;
   ASSERT_EQ(
       RunCommand({NEXUSFS_BIN, "format", meta_url_, "itvol", "--bucket", work_ + "/data"}, &out), 0)
       << out;
   Mount();
+}
+
+std::string MountTest::MetaUrl() const {
+  return MetaScheme() == "sqlite3" ? "sqlite3://" + work_ + "/meta.db"
+                                   : MetaScheme() + "://" + work_ + "/meta";
 }
 
 void MountTest::Mount(const std::vector<std::string>& extra) {

@@ -47,6 +47,9 @@ class MountTest : public ::testing::Test {
   // The metadata engine of the volume: "rocksdb" (one process at a time) or "sqlite3" (several
   // mounts of one volume).
   virtual std::string MetaScheme() const { return "rocksdb"; }
+  // The volume's metadata URL, asked for once in SetUp. The default is a fresh embedded
+  // database of MetaScheme() in the work directory; fixtures on a server return its URL.
+  virtual std::string MetaUrl() const;
 
   std::string work_;
   std::string mnt_;
