@@ -82,6 +82,7 @@ class ChunkStoreImpl final : public ChunkStore {
 
   uint64_t buffered_bytes() const { return buffered_.load(); }
   cache::DiskCache* disk_cache() const { return disk_.get(); }  // null without --cache-dir
+  const cache::MemoryBlockCache& memory_cache() const { return cache_; }
 
  private:
   std::shared_ptr<FileState> State(meta::Ino ino, bool create);
@@ -107,7 +108,12 @@ class ChunkStoreImpl final : public ChunkStore {
   Status ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
                         char* out);
   // Reads [off, off+len) of committed slice `id` of `size` bytes.
-  Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out);
+  // `sequential`: the reader is streaming (readahead is fetching whole blocks), so a small miss
+  // waits for its block instead of sending a ranged GET of its own.
+  Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out,
+                   bool sequential = false);
+  // True while a whole-block download of `key` is in flight.
+  bool Fetching(const std::string& key);
   // Reads [off, off+len) of one block object straight from the store (no caching).
   Status ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, uint32_t off, uint32_t len,
                    char* out);
@@ -150,6 +156,11 @@ class ChunkStoreImpl final : public ChunkStore {
   std::condition_variable bg_cv_;
   bool stopping_ = false;
   bool shut_down_ = false;
+  uint64_t metrics_id_ = 0;  // the collector of cache and buffer metrics (chunk_metrics.cc)
 };
+
+// Adds a collector of `chunks`' cache and write-buffer metrics to the process registry; remove it
+// with metrics::Registry::Default().RemoveCollector(id) before `chunks` is destroyed.
+uint64_t RegisterChunkMetrics(const ChunkStoreImpl* chunks);
 
 }  // namespace nexus::chunk

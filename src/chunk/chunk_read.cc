@@ -66,8 +66,10 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
   NX_ASSIGN_OR_RETURN(std::vector<meta::Slice> recs, CommittedRecords(ino, f, chunk));
   const size_t committed = recs.size();
   std::unordered_map<uint64_t, std::shared_ptr<PendingSlice>> pending;
+  bool sequential = false;
   {
     std::lock_guard lock(f.mu);
+    sequential = f.readahead > 0;
     for (const auto& s : f.pending) {
       if (s->chunk != chunk || s->len == 0) continue;
       recs.push_back(meta::Slice{s->pos, s->id, s->len, 0, s->len});
@@ -86,7 +88,7 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
     char* dst = out + (a - pos);
     auto it = pending.find(p.id);
     if (it == pending.end()) {
-      NX_TRY(ReadSlice(p.id, p.size, slice_off, n, dst));
+      NX_TRY(ReadSlice(p.id, p.size, slice_off, n, dst, sequential));
       continue;
     }
     // This client's unflushed slice: buffered blocks from memory, uploaded ones from the store.
@@ -122,29 +124,38 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
 // 4 KiB random read costs a 4 KiB GET rather than a whole block; the whole block follows in the
 // background when the download pool has room and the store is remote (a prefetch for the reads
 // around it; see ChunkOptions::prefetch_small_reads).
-Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
-                                 char* out) {
+bool ChunkStoreImpl::Fetching(const std::string& key) {
+  std::lock_guard lock(fetch_mu_);
+  return fetching_.count(key) != 0;
+}
+
+Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out,
+                                 bool sequential) {
   const uint32_t bs = opts_.block_size;
   while (len > 0) {
     uint32_t blk = off / bs, in = off % bs;
     uint32_t blk_size = std::min(bs, size - blk * bs);
     uint32_t take = std::min(len, blk_size - in);
-    std::shared_ptr<const std::string> data = cache_.Get(BlockKey(opts_.prefix, id, blk, blk_size));
+    const std::string key = BlockKey(opts_.prefix, id, blk, blk_size);
+    std::shared_ptr<const std::string> data = cache_.Get(key);
+    // A streaming reader, or a block already on its way: wait for the whole block rather than
+    // fetch the same bytes twice.
+    const bool whole = !data && take < bs / 4 && (sequential || Fetching(key));
     // The disk cache serves a small read by its range, reading and verifying only the 16 KiB
     // segments that hold it (microseconds; the whole 4 MiB block would cost a millisecond, see
     // docs/cache.md), and like a small read from the store it does not load the block into
     // memory. A larger read takes the whole block, which then goes to the memory cache too.
-    if (!data && disk_ && take < bs / 4) {
-      if (disk_->ReadRange(BlockKey(opts_.prefix, id, blk, blk_size), in, take, out)) {
+    if (!data && disk_ && take < bs / 4 && !whole) {
+      if (disk_->ReadRange(key, in, take, out)) {
         out += take;
         off += take;
         len -= take;
         continue;
       }
     } else if (!data) {
-      data = DiskGet(BlockKey(opts_.prefix, id, blk, blk_size), blk_size);
+      data = DiskGet(key, blk_size);
     }
-    if (!data && take < bs / 4) {
+    if (!data && take < bs / 4 && !whole) {
       NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
       if (ThreadPool* pool = downloads_.get();
           opts_.prefetch_small_reads && pool &&
@@ -157,7 +168,16 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       continue;
     }
     if (!data) {
-      NX_ASSIGN_OR_RETURN(data, FetchBlock(id, blk, blk_size));
+      auto got = FetchBlock(id, blk, blk_size);
+      if (!got && whole) {  // a damaged block: only the frames under this small read matter
+        NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
+        out += take;
+        off += take;
+        len -= take;
+        continue;
+      }
+      if (!got) return got.error();
+      data = std::move(*got);
     }
     std::memcpy(out, data->data() + in, take);
     out += take;
