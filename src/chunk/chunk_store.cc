@@ -3,6 +3,7 @@
 #include "chunk/chunk_impl.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics.h"
 
 namespace nexus::chunk {
 
@@ -42,9 +43,11 @@ ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
           std::max(1, options.max_downloads),
           static_cast<size_t>(4 * std::max(1, options.max_downloads)), "nx-download")) {
   if (opts_.background) background_ = std::thread([this] { BackgroundLoop(); });
+  metrics_id_ = RegisterChunkMetrics(this);
 }
 
 ChunkStoreImpl::~ChunkStoreImpl() {
+  metrics::Registry::Default().RemoveCollector(metrics_id_);
   Status s = Shutdown();
   if (!s.ok()) NX_LOG_ERROR("chunk store shutdown: {}", s.ToString());
 }

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "common/url.h"
 #include "meta/kv/engine.h"
+#include "meta/kv/metered_engine.h"
 #include "meta/meta.h"
 
 namespace nexus::cli {
@@ -15,7 +16,8 @@ Result<std::unique_ptr<meta::Meta>> OpenMetaUnloaded(std::string_view meta_url,
                                                      meta::MetaOptions options) {
   auto engine = kv::Engine::Open(meta_url);
   if (!engine) return Err(engine.error());
-  return meta::Meta::Create(std::move(*engine), options);
+  // Every command's transactions are measured (metrics::Registry; served by a mount's .stats).
+  return meta::Meta::Create(kv::NewMeteredEngine(std::move(*engine)), options);
 }
 
 std::string MissingEmbeddedPath(std::string_view meta_url) {

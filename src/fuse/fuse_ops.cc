@@ -13,6 +13,7 @@
 
 #include "common/logging.h"
 #include "fuse/fuse_server.h"
+#include "fuse/fuse_trace.h"
 #include "fuse/lock_waiter.h"
 #include "meta/types.h"
 #include "vfs/vfs.h"
@@ -45,6 +46,7 @@ void ReplyErr(fuse_req_t req, const Status& s, const char* op) {
   if (s.code() != ENOENT && s.code() != EEXIST && s.code() != ENODATA && s.code() != EAGAIN) {
     NX_LOG_DEBUG("{}: {}", op, s.ToString());
   }
+  NoteReplyError(s.ToErrno());
   fuse_reply_err(req, s.ToErrno());
 }
 
@@ -488,43 +490,43 @@ struct fuse_lowlevel_ops MakeOps() {
   struct fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof(ops));
   ops.init = OpInit;
-  ops.lookup = OpLookup;
+  ops.lookup = Traced<"lookup", OpLookup>::Call;
   ops.forget = OpForget;
   ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetAttr;
-  ops.setattr = OpSetAttr;
-  ops.readlink = OpReadLink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.symlink = OpSymlink;
-  ops.rename = OpRename;
-  ops.link = OpLink;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
-  ops.read = OpRead;
-  ops.write_buf = OpWriteBuf;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpenDir;
-  ops.readdir = OpReadDir;
-  ops.readdirplus = OpReadDirPlus;
-  ops.releasedir = OpReleaseDir;
-  ops.fsyncdir = OpFsyncDir;
-  ops.statfs = OpStatFs;
-  ops.setxattr = OpSetXattr;
-  ops.getxattr = OpGetXattr;
-  ops.listxattr = OpListXattr;
-  ops.removexattr = OpRemoveXattr;
-  ops.access = OpAccess;
-  ops.getlk = OpGetLk;
-  ops.setlk = OpSetLk;
-  ops.flock = OpFlock;
-  ops.fallocate = OpFallocate;
-  ops.copy_file_range = OpCopyFileRange;
-  ops.lseek = OpLseek;
+  ops.getattr = Traced<"getattr", OpGetAttr>::Call;
+  ops.setattr = Traced<"setattr", OpSetAttr>::Call;
+  ops.readlink = Traced<"readlink", OpReadLink>::Call;
+  ops.mknod = Traced<"mknod", OpMknod>::Call;
+  ops.mkdir = Traced<"mkdir", OpMkdir>::Call;
+  ops.unlink = Traced<"unlink", OpUnlink>::Call;
+  ops.rmdir = Traced<"rmdir", OpRmdir>::Call;
+  ops.symlink = Traced<"symlink", OpSymlink>::Call;
+  ops.rename = Traced<"rename", OpRename>::Call;
+  ops.link = Traced<"link", OpLink>::Call;
+  ops.open = Traced<"open", OpOpen>::Call;
+  ops.create = Traced<"create", OpCreate>::Call;
+  ops.read = Traced<"read", OpRead>::Call;
+  ops.write_buf = Traced<"write_buf", OpWriteBuf>::Call;
+  ops.flush = Traced<"flush", OpFlush>::Call;
+  ops.release = Traced<"release", OpRelease>::Call;
+  ops.fsync = Traced<"fsync", OpFsync>::Call;
+  ops.opendir = Traced<"opendir", OpOpenDir>::Call;
+  ops.readdir = Traced<"readdir", OpReadDir>::Call;
+  ops.readdirplus = Traced<"readdirplus", OpReadDirPlus>::Call;
+  ops.releasedir = Traced<"releasedir", OpReleaseDir>::Call;
+  ops.fsyncdir = Traced<"fsyncdir", OpFsyncDir>::Call;
+  ops.statfs = Traced<"statfs", OpStatFs>::Call;
+  ops.setxattr = Traced<"setxattr", OpSetXattr>::Call;
+  ops.getxattr = Traced<"getxattr", OpGetXattr>::Call;
+  ops.listxattr = Traced<"listxattr", OpListXattr>::Call;
+  ops.removexattr = Traced<"removexattr", OpRemoveXattr>::Call;
+  ops.access = Traced<"access", OpAccess>::Call;
+  ops.getlk = Traced<"getlk", OpGetLk>::Call;
+  ops.setlk = Traced<"setlk", OpSetLk>::Call;
+  ops.flock = Traced<"flock", OpFlock>::Call;
+  ops.fallocate = Traced<"fallocate", OpFallocate>::Call;
+  ops.copy_file_range = Traced<"copy_file_range", OpCopyFileRange>::Call;
+  ops.lseek = Traced<"lseek", OpLseek>::Call;
   return ops;
 }
 

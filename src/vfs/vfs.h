@@ -5,8 +5,8 @@
 //  - Every method returns an errno-valued Status/Result whose message names the object.
 //  - Close-to-open: Open re-reads attributes (Meta::Open) and drops cached slice lists
 //    (ChunkStore::Invalidate); Release returns only after the handle's data is committed.
-//  - Internal read-only files live at the root (".stats", ".config") with inode numbers above
-//    meta::kMaxMetaIno. Lookup finds them by name; ReadDir does not list them.
+//  - Internal read-only files live at the root (".stats", ".config", ".accesslog") with inode
+//    numbers above meta::kMaxMetaIno. Lookup finds them by name; ReadDir does not list them.
 //  - Directory listings stream in bounded memory: a directory handle keeps one batch of
 //    entries and the name to continue after, whatever the directory's size.
 #pragma once
@@ -25,6 +25,7 @@
 
 #include "common/status.h"
 #include "meta/types.h"
+#include "vfs/access_log.h"
 
 namespace nexus::meta {
 class Meta;
@@ -59,6 +60,8 @@ struct VfsOptions {
 // Inodes of the internal files.
 constexpr Ino kStatsIno = meta::kMaxMetaIno + 1;
 constexpr Ino kConfigIno = meta::kMaxMetaIno + 2;
+// Streams operations while open (AccessLog); not a snapshot.
+constexpr Ino kAccessLogIno = meta::kMaxMetaIno + 3;
 
 struct OpenResult {
   uint64_t fh = 0;
@@ -196,8 +199,11 @@ class Vfs {
 
   // ---- internal files (vfs_internal.cc) ----
   static bool IsInternalIno(Ino ino) { return ino > meta::kMaxMetaIno; }
-  // Prometheus text: operation counters and byte counters.
+  // Prometheus text: operation counters and byte counters, then every metric of the process
+  // registry (metrics::Registry::Default(): FUSE latencies, object store, caches, engine).
   std::string StatsText() const;
+  // The operation stream behind `.accesslog` (the FUSE adapter appends to it while active).
+  AccessLog& access_log() { return access_log_; }
   // The mount options and the volume format (secrets removed) as JSON.
   std::string ConfigText() const;
 
@@ -263,6 +269,7 @@ class Vfs {
   std::atomic<uint64_t> bytes_read_{0};
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> open_files_{0};
+  AccessLog access_log_;
 };
 
 }  // namespace nexus::vfs

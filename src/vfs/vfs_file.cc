@@ -18,6 +18,8 @@ namespace {
 
 constexpr int64_t kLockWaitSliceNs = 200'000'000;  // re-check interruption this often
 constexpr int64_t kRelatimeWindowNs = 24LL * 3600 * 1'000'000'000;
+// A read of .accesslog waits this long for a line before returning a keep-alive "#".
+constexpr int64_t kAccessLogWaitNs = 1'000'000'000;
 
 }  // namespace
 
@@ -138,6 +140,11 @@ Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off,
   Count(Op::kRead);
   auto h = FindFile(fh);
   if (!h) return Err(EBADF, "read: no open file " + std::to_string(fh));
+  if (h->internal && h->ino == kAccessLogIno) {
+    std::string lines = access_log_.Read(h->log_reader, len, kAccessLogWaitNs);
+    std::copy_n(lines.data(), lines.size(), buf);
+    return lines.size();
+  }
   if (h->internal) {
     if (off >= h->content.size()) return size_t{0};
     size_t n = std::min(len, h->content.size() - off);
@@ -219,7 +226,10 @@ Status Vfs::Release(Ino ino, uint64_t fh, std::optional<uint64_t> flock_owner) {
     files_.erase(it);
     open_files_.fetch_sub(1, std::memory_order_relaxed);
   }
-  if (h->internal) return Status::OK();
+  if (h->internal) {
+    if (h->log_reader) access_log_.CloseReader(h->log_reader);
+    return Status::OK();
+  }
   Status s = h->wrote.load() ? FlushData(ino) : Status::OK();
   if (flock_owner) {
     Status u = meta_->Flock(ino, *flock_owner, meta::LockType::kUnlock);

@@ -16,7 +16,8 @@ struct Vfs::FileHandle {
   Ino ino = 0;
   int flags = 0;
   bool internal = false;
-  std::string content;  // internal files: the snapshot taken at open
+  std::string content;      // internal files: the snapshot taken at open
+  uint64_t log_reader = 0;  // .accesslog: the AccessLog reader of this handle
   std::atomic<bool> wrote{false};
 
   bool Writable() const { return (flags & O_ACCMODE) != O_RDONLY; }

@@ -1,13 +1,15 @@
 // Vfs: the internal read-only files at the root of the mount.
 //   .stats   operation and byte counters in Prometheus text format
 //   .config  the mount's options and the volume format (secrets removed) as JSON
-// Each open takes a snapshot of the content; reads serve that snapshot.
+//   .accesslog  one line per operation while open (AccessLog, fed by the FUSE adapter)
+// Each open of .stats/.config takes a snapshot of the content; reads serve that snapshot.
 #include <fcntl.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
 #include "vfs/vfs.h"
@@ -31,6 +33,7 @@ std::optional<Ino> Vfs::InternalIno(Ino parent, std::string_view name) const {
   if (parent != meta::kRootIno) return std::nullopt;
   if (name == ".stats") return kStatsIno;
   if (name == ".config") return kConfigIno;
+  if (name == ".accesslog") return kAccessLogIno;
   return std::nullopt;
 }
 
@@ -61,6 +64,7 @@ std::string Vfs::StatsText() const {
       << "# HELP nexusfs_meta_txn_failures_total Transactions that gave up.\n"
       << "# TYPE nexusfs_meta_txn_failures_total counter\n"
       << "nexusfs_meta_txn_failures_total " << es.failures << "\n";
+  out << metrics::Registry::Default().Expose();
   return out.str();
 }
 
@@ -82,6 +86,8 @@ Result<Attr> Vfs::InternalAttr(Ino ino) const {
     content = StatsText();
   } else if (ino == kConfigIno) {
     content = ConfigText();
+  } else if (ino == kAccessLogIno) {
+    content.clear();  // a stream: no length
   } else {
     return Err(ENOENT, "no internal file with inode " + std::to_string(ino));
   }
@@ -104,7 +110,11 @@ Result<OpenResult> Vfs::OpenInternal(Ino ino, int flags) {
   h->ino = ino;
   h->flags = flags;
   h->internal = true;
-  h->content = ino == kStatsIno ? StatsText() : ConfigText();
+  if (ino == kAccessLogIno) {
+    h->log_reader = access_log_.OpenReader();
+  } else {
+    h->content = ino == kStatsIno ? StatsText() : ConfigText();
+  }
   attr.length = h->content.size();
   OpenResult r;
   r.attr = attr;
