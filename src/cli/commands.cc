@@ -22,6 +22,8 @@ void RegisterConfig(CLI::App& app);
 void RegisterMount(CLI::App& app);
 void RegisterUmount(CLI::App& app);
 void RegisterObjbench(CLI::App& app);
+void RegisterFsck(CLI::App& app);
+void RegisterGc(CLI::App& app);
 
 void RegisterCommands(CLI::App& app) {
   RegisterVersion(app);
@@ -31,6 +33,8 @@ void RegisterCommands(CLI::App& app) {
   RegisterMount(app);
   RegisterUmount(app);
   RegisterObjbench(app);
+  RegisterFsck(app);
+  RegisterGc(app);
 }
 
 }  // namespace nexus::cli
