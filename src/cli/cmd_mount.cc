@@ -31,12 +31,14 @@
 #include "chunk/chunk_store.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/metrics_server.h"
 #include "cli/volume_store.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "fuse/fuse_server.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
+#include "object/metered_store.h"
 #include "object/object_store.h"
 #include "vfs/vfs.h"
 
@@ -67,6 +69,7 @@ struct MountArgs {
   std::string log_file;
   std::string log_level = "info";
   std::string inject_faults;  // "rate=0.1,delay=5ms,seed=1": FaultyStore under the volume
+  std::string metrics_addr;   // HOST:PORT of the Prometheus endpoint; "" = none
   // Seconds; see kMaxHeartbeatIntervalNs.
   double session_timeout = 60;
 };
@@ -341,6 +344,7 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   const meta::Format& f = (*m)->format();
   auto store = OpenVolumeStore(f, a.inject_faults);
   if (!store) return fail(store.error());
+  *store = object::NewMeteredStore(std::move(*store));
   const auto session_timeout_ns = static_cast<int64_t>(a.session_timeout * 1e9);
   if (!p.read_only) {
     if (Status s = StartSession(m->get(), a.mountpoint, session_timeout_ns); !s.ok()) {
@@ -358,6 +362,16 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   vo.writeback_cache = p.writeback_cache;
   vo.mount_options_json = OptionsJson(a, p);
   vfs::Vfs vfs(m->get(), chunks->get(), vo);
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!a.metrics_addr.empty()) {
+    auto started = MetricsServer::Start(a.metrics_addr, [&vfs] { return vfs.StatsText(); });
+    if (!started) {
+      (void)(*chunks)->Shutdown();
+      if (!p.read_only) (void)(*m)->CloseSession();
+      return fail(started.error());
+    }
+    metrics_server = std::move(*started);
+  }
   fuse::FuseOptions fo = FuseOptionsFor(a, p, f);
   auto server = fuse::FuseServer::Mount(&vfs, fo);
   if (!server) {
@@ -561,6 +575,8 @@ void RegisterMount(CLI::App& app) {
                   "most every 10 s)")
       ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
+  cmd->add_option("--metrics", a->metrics_addr,
+                  "Serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9567)");
   cmd->add_option("--inject-faults", a->inject_faults,
                   "Testing: fail a fraction of object-store calls and delay them, e.g. "
                   "rate=0.1,delay=5ms,seed=1");

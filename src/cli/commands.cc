@@ -22,6 +22,11 @@ void RegisterConfig(CLI::App& app);
 void RegisterMount(CLI::App& app);
 void RegisterUmount(CLI::App& app);
 void RegisterObjbench(CLI::App& app);
+void RegisterStats(CLI::App& app);
+void RegisterBench(CLI::App& app);
+void RegisterWarmup(CLI::App& app);
+void RegisterSummary(CLI::App& app);
+void RegisterRmr(CLI::App& app);
 void RegisterFsck(CLI::App& app);
 void RegisterGc(CLI::App& app);
 
@@ -33,6 +38,11 @@ void RegisterCommands(CLI::App& app) {
   RegisterMount(app);
   RegisterUmount(app);
   RegisterObjbench(app);
+  RegisterStats(app);
+  RegisterBench(app);
+  RegisterWarmup(app);
+  RegisterSummary(app);
+  RegisterRmr(app);
   RegisterFsck(app);
   RegisterGc(app);
 }
