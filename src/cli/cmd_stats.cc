@@ -51,7 +51,7 @@ double Delta(const Snapshot& a, const Snapshot& b, std::string_view name,
 
 const char* kHeader =
     "    time |  ops/s   p50ms   p99ms | read MB/s write MB/s | obj req/s get MB/s put MB/s "
-    "inflight | meta tx/s retry/s | cache hit%% | buf MiB\n";
+    "inflight | meta tx/s retry/s | cache hit% | buf MiB\n";
 
 void PrintRow(const Snapshot& a, const Snapshot& b) {
   double dt = static_cast<double>(b.at_ns - a.at_ns) / 1e9;
