@@ -637,6 +637,29 @@ TEST_P(MetaTest, OpenInAnotherSessionKeepsTheInodeAndStaleCleanupRemovesIt) {
   EXPECT_ERRNO(other->Heartbeat(), ESTALE);
 }
 
+TEST_P(MetaTest, StaleCleanupJudgesASessionByItsOwnTimeout) {
+  SessionInfo patient;
+  patient.host = "host-a";
+  patient.timeout = 60'000'000'000LL;  // declared: clean me only after 60 s of silence
+  ASSERT_TRUE(meta_->NewSession(patient));
+  auto other = OpenClient();  // declared none: the cleaner's timeout applies
+  ASSERT_NE(other, nullptr);
+  auto sessions = meta_->ListSessions();
+  ASSERT_TRUE(sessions.has_value());
+  ASSERT_EQ(sessions->size(), 2u);
+  EXPECT_EQ((*sessions)[0].timeout, 60'000'000'000LL);
+  EXPECT_EQ((*sessions)[1].timeout, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto kept = other->CleanStaleSessions(10'000'000);  // 20 ms old, but it asked for 60 s
+  ASSERT_TRUE(kept.has_value()) << kept.error().ToString();
+  EXPECT_EQ(*kept, 0);
+  auto cleaned = meta_->CleanStaleSessions(10'000'000);
+  ASSERT_TRUE(cleaned.has_value()) << cleaned.error().ToString();
+  EXPECT_EQ(*cleaned, 1);
+  EXPECT_EQ(meta_->ListSessions()->size(), 1u);
+  EXPECT_ERRNO(other->Heartbeat(), ESTALE);
+}
+
 TEST_P(MetaTest, CloseSessionRemovesItsUnlinkedFiles) {
   ASSERT_TRUE(meta_->NewSession(SessionInfo{}));
   Ino f = File(kRootIno, "f"), g = File(kRootIno, "g");
