@@ -62,6 +62,10 @@ struct MountArgs {
   double free_space_ratio = 0.1;
   uint64_t buffer_size_mib = 300;
   int max_uploads = 20;
+  int max_downloads = 20;
+  uint64_t max_readahead_mib = 64;
+  uint64_t mem_cache_mib = 256;
+  std::string prefetch = "auto";  // whole-block fetch after a small read: auto, on, off
   double attr_cache = 1.0;
   double entry_cache = 1.0;
   double dir_entry_cache = 1.0;
@@ -210,6 +214,10 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["free_space_ratio"] = a.free_space_ratio;
   j["buffer_size_mib"] = a.buffer_size_mib;
   j["max_uploads"] = a.max_uploads;
+  j["max_downloads"] = a.max_downloads;
+  j["max_readahead_mib"] = a.max_readahead_mib;
+  j["mem_cache_mib"] = a.mem_cache_mib;
+  j["prefetch"] = a.prefetch;
   j["attr_cache_s"] = a.attr_cache;
   j["entry_cache_s"] = a.entry_cache;
   j["dir_entry_cache_s"] = a.dir_entry_cache;
@@ -306,6 +314,12 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
   co.prefix = f.name + "/";
   co.buffer_size = a.buffer_size_mib << 20;
   co.max_uploads = std::max(1, a.max_uploads);
+  co.max_downloads = std::max(1, a.max_downloads);
+  co.max_readahead = a.max_readahead_mib << 20;
+  co.mem_cache_size = a.mem_cache_mib << 20;
+  // "auto": prefetch whole blocks only where a ranged GET is expensive (not file:// or mem://).
+  co.prefetch_small_reads =
+      a.prefetch == "on" || (a.prefetch == "auto" && f.storage != "file" && f.storage != "mem");
   co.cache_dir = a.cache_dir;
   co.cache_size = a.cache_size_mib << 20;
   co.free_space_ratio = a.free_space_ratio;
@@ -557,6 +571,18 @@ void RegisterMount(CLI::App& app) {
   cmd->add_option("--buffer-size", a->buffer_size_mib, "Write buffer size in MiB")
       ->capture_default_str();
   cmd->add_option("--max-uploads", a->max_uploads, "Parallel block uploads")->capture_default_str();
+  cmd->add_option("--max-downloads", a->max_downloads, "Parallel block downloads")
+      ->capture_default_str();
+  cmd->add_option("--max-readahead", a->max_readahead_mib,
+                  "Readahead window of a sequential reader in MiB")
+      ->capture_default_str();
+  cmd->add_option("--mem-cache-size", a->mem_cache_mib, "Memory block cache size in MiB")
+      ->capture_default_str();
+  cmd->add_option("--prefetch", a->prefetch,
+                  "Fetch the whole block after a small read that missed the caches: on, off, or "
+                  "auto (on unless the objects are local: file://, mem://)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   cmd->add_option("--attr-cache", a->attr_cache, "Attribute cache timeout in seconds")
       ->capture_default_str();
   cmd->add_option("--entry-cache", a->entry_cache, "File entry cache timeout in seconds")
