@@ -22,6 +22,7 @@ void RegisterConfig(CLI::App& app);
 void RegisterMount(CLI::App& app);
 void RegisterUmount(CLI::App& app);
 void RegisterObjbench(CLI::App& app);
+void RegisterDump(CLI::App& app);  // dump, load, destroy
 void RegisterStats(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterWarmup(CLI::App& app);
@@ -38,6 +39,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterMount(app);
   RegisterUmount(app);
   RegisterObjbench(app);
+  RegisterDump(app);
   RegisterStats(app);
   RegisterBench(app);
   RegisterWarmup(app);
