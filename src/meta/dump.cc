@@ -225,14 +225,72 @@ Status DumpTxn(kv::Txn& txn, Visitor& w, const DumpOptions& o, Stats* stats) {
   NX_TRY(w.Counters({counters.begin(), counters.end()}));
 
   // The tree: every key of an inode shares the prefix A<ino>, so one ordered scan visits the
-  // inodes one after the other.
+  // inodes one after the other. Within an inode the chunks (C) and entries (D) sort before the
+  // attributes (I): they are held back until the attributes arrive, up to a bound past which
+  // (a huge directory or file) the attributes are read ahead with a point read instead.
   std::vector<std::pair<Ino, uint64_t>> unlinked;  // nlink 0: dumped as removed files
   Ino cur = 0;
-  bool live = false;
-  std::optional<Attr> attr;
+  bool begun = false, live = false;
+  KVs held;
+  size_t held_bytes = 0;
+  std::function<Status(std::string_view, std::string_view)> emit;
+  auto begin_inode = [&](const std::optional<std::string>& av) -> Status {
+    std::optional<Attr> attr;
+    if (av) {
+      Attr a;
+      NX_TRY(keys::DecodeAttr(*av, &a).With("inode " + std::to_string(cur)));
+      attr = a;
+    }
+    live = attr && attr->nlink > 0;
+    if (attr && !live && attr->type == FileType::kFile && attr->length > 0) {
+      unlinked.emplace_back(cur, attr->length);
+    }
+    if (live) ++stats->inodes;
+    begun = true;
+    NX_TRY(w.InodeBegin(cur, live ? attr : std::nullopt));
+    KVs pending;
+    pending.swap(held);
+    held_bytes = 0;
+    for (const auto& [k, v] : pending) NX_TRY(emit(k, v));
+    return Status::OK();
+  };
   auto end_inode = [&]() -> Status {
     if (cur == 0) return Status::OK();
+    if (!begun) NX_TRY(begin_inode(std::nullopt));  // no attributes: a removed file's chunks
     return w.InodeEnd(cur);
+  };
+  emit = [&](std::string_view k, std::string_view v) -> Status {
+    const Ino ino = cur;
+    switch (k[9]) {
+      case 'C': {
+        if (k.size() != 14) return BadKey("chunk", k);
+        std::vector<Slice> slices;
+        NX_TRY(keys::DecodeSlices(v, &slices).With("inode " + std::to_string(ino)));
+        ++stats->chunks;
+        return w.Chunk(ino, GetBE32(k.data() + 10), slices);
+      }
+      case 'D': {
+        if (!live) return Status::OK();
+        FileType t;
+        Ino child;
+        NX_TRY(keys::DecodeDentry(v, &t, &child).With("entry of inode " + std::to_string(ino)));
+        ++stats->entries;
+        return w.Entry(ino, k.substr(10), t, child);
+      }
+      case 'P':
+        if (!live) return Status::OK();
+        if (k.size() != 18 || v.size() != 4) return BadKey("parent", k);
+        return w.Parent(ino, GetBE64(k.data() + 10), GetBE32(v.data()));
+      case 'S':
+        if (!live) return Status::OK();
+        return w.Symlink(ino, v);
+      case 'X':
+        if (!live) return Status::OK();
+        ++stats->xattrs;
+        return w.Xattr(ino, k.substr(10), v);
+      default:
+        return BadKey("inode", k);
+    }
   };
   NX_TRY(ScanPaged(txn, "A", PrefixEnd("A"), o.scan_batch, [&](const KVs& page) -> Status {
     for (const auto& [k, v] : page) {
@@ -242,61 +300,29 @@ Status DumpTxn(kv::Txn& txn, Visitor& w, const DumpOptions& o, Stats* stats) {
       if (ino != cur) {
         NX_TRY(end_inode());
         cur = ino;
-        attr.reset();
-        std::optional<std::string> av;
-        if (kind == 'I') {
-          av = v;
-        } else {
-          NX_ASSIGN_OR_RETURN(av, txn.Get(keys::Attr(ino)));
-        }
-        if (av) {
-          Attr a;
-          NX_TRY(keys::DecodeAttr(*av, &a).With("inode " + std::to_string(ino)));
-          attr = a;
-        }
-        live = attr && attr->nlink > 0;
-        if (attr && !live && attr->type == FileType::kFile && attr->length > 0) {
-          unlinked.emplace_back(ino, attr->length);
-        }
-        if (live) ++stats->inodes;
-        NX_TRY(w.InodeBegin(ino, live ? attr : std::nullopt));
+        begun = false;
+        held.clear();
+        held_bytes = 0;
       }
-      switch (kind) {
-        case 'I':
-          break;
-        case 'C': {
-          if (k.size() != 14) return BadKey("chunk", k);
-          std::vector<Slice> slices;
-          NX_TRY(keys::DecodeSlices(v, &slices).With("inode " + std::to_string(ino)));
-          ++stats->chunks;
-          NX_TRY(w.Chunk(ino, GetBE32(k.data() + 10), slices));
-          break;
-        }
-        case 'D': {
-          if (!live) break;
-          FileType t;
-          Ino child;
-          NX_TRY(keys::DecodeDentry(v, &t, &child).With("entry of inode " + std::to_string(ino)));
-          ++stats->entries;
-          NX_TRY(w.Entry(ino, std::string_view(k).substr(10), t, child));
-          break;
-        }
-        case 'P':
-          if (!live) break;
-          if (k.size() != 18 || v.size() != 4) return BadKey("parent", k);
-          NX_TRY(w.Parent(ino, GetBE64(k.data() + 10), GetBE32(v.data())));
-          break;
-        case 'S':
-          if (!live) break;
-          NX_TRY(w.Symlink(ino, v));
-          break;
-        case 'X':
-          if (!live) break;
-          ++stats->xattrs;
-          NX_TRY(w.Xattr(ino, std::string_view(k).substr(10), v));
-          break;
-        default:
-          return BadKey("inode", k);
+      if (kind == 'I') {
+        if (k.size() != 10) return BadKey("attribute", k);
+        if (!begun) NX_TRY(begin_inode(v));
+        continue;
+      }
+      if (begun) {
+        NX_TRY(emit(k, v));
+        continue;
+      }
+      if (kind != 'C' && kind != 'D') {  // sorts after I: there are no attributes
+        NX_TRY(begin_inode(std::nullopt));
+        NX_TRY(emit(k, v));
+        continue;
+      }
+      held.emplace_back(k, v);
+      held_bytes += k.size() + v.size();
+      if (held_bytes > o.max_held_bytes) {
+        NX_ASSIGN_OR_RETURN(auto av, txn.Get(keys::Attr(ino)));
+        NX_TRY(begin_inode(av));
       }
     }
     return Status::OK();

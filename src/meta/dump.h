@@ -31,6 +31,9 @@ struct DumpOptions {
   bool keep_secrets = false;
   // Keys read per scan call inside the snapshot.
   size_t scan_batch = 4096;
+  // Chunk and entry records of one inode held back until its attributes (which sort after
+  // them) are read; past this many bytes the attributes are read ahead with a point read.
+  size_t max_held_bytes = 8 << 20;
 };
 
 struct Stats {
