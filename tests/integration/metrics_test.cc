@@ -130,7 +130,8 @@ TEST_F(MetricsTest, AccessLogShowsOperationsAfterOpen) {
   EXPECT_EQ(mkdir(P("logged-dir").c_str(), 0755), 0) << std::strerror(errno);
   std::string seen;
   char buf[65536];
-  for (int i = 0; i < 10 && seen.find("logged-dir") == std::string::npos; ++i) {
+  // The lookup before the mkdir names the directory too: wait for the mkdir line itself.
+  for (int i = 0; i < 10 && seen.find("mkdir (1,logged-dir") == std::string::npos; ++i) {
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n <= 0) break;  // never EOF: a keep-alive "#" at worst (checked below)
     seen.append(buf, static_cast<size_t>(n));
