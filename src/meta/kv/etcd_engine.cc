@@ -161,7 +161,11 @@ class Client {
         CURLcode cc = Send(ep, path, body, deadline, &http, &reply);
         if (cc != CURLE_OK) {
           last = ep + ": " + curl_easy_strerror(cc);
-          bool not_sent = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST;
+          // A refused connection does not prove the request was never sent: libcurl resends a
+          // request whose reused keep-alive connection died, so "couldn't connect" can follow a
+          // request the server applied just before it went down (a commit applied twice, seen
+          // in the restart test). Only an unresolvable name is certain.
+          bool not_sent = cc == CURLE_COULDNT_RESOLVE_HOST;
           if (!not_sent && !idempotent) {
             if (out) out->unknown = true;
             return Err(EIO, "etcd " + std::string(path) + " at " + last);
