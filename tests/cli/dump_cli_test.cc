@@ -138,6 +138,15 @@ TEST_F(DumpCliTest, Destroy) {
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("--yes"), std::string::npos) << r.out;
   EXPECT_EQ(Nexusfs("status " + Url("a")).code, 0);
+  // On a terminal (script(1) gives it one): asks for the volume name; a wrong answer removes
+  // nothing.
+  if (Shell("command -v script").code == 0) {
+    Output no = Shell("(sleep 1; echo wrong) | script -qec '" + std::string(NEXUSFS_BIN) +
+                      " destroy " + Url("a") + " " + uuid_ + "' /dev/null");
+    EXPECT_NE(no.out.find("Type the volume name to confirm"), std::string::npos) << no.out;
+    EXPECT_NE(no.out.find("not confirmed; nothing was removed"), std::string::npos) << no.out;
+    EXPECT_EQ(Nexusfs("status " + Url("a")).code, 0);
+  }
   // A wrong UUID.
   Output w = Nexusfs("destroy " + Url("a") + " 11111111-2222-3333-4444-555555555555 --yes");
   EXPECT_EQ(w.code, 1);
