@@ -38,8 +38,8 @@ struct ChunkOptions {
   // in the background (a bet on locality). Worth it when a GET costs milliseconds (s3); a waste
   // of memory bandwidth when ranged reads cost microseconds (file://, mem://).
   bool prefetch_small_reads = true;
-  bool background = true;                 // run idle flush, compaction and deletion threads
-  std::string prefix;                     // object key prefix, the volume name + '/'
+  bool background = true;  // run idle flush, compaction and deletion threads
+  std::string prefix;      // object key prefix, the volume name + '/'
 };
 
 // Contract: thread-safe; per-inode state sits under its own lock. A Read sees this client's own

@@ -47,7 +47,7 @@ struct Attr {
   int64_t atime = 0;
   int64_t mtime = 0;
   int64_t ctime = 0;
-  Ino parent = 0;  // the parent directory; 0 when a non-directory has several (hard links)
+  Ino parent = 0;      // the parent directory; 0 when a non-directory has several (hard links)
   uint32_t flags = 0;  // kAttrFlag* bits
 
   // Set once the inode gets an extended attribute (volumes of meta version 2 and later), so that
@@ -140,8 +140,8 @@ struct Format {
   uint64_t inodes = 0;            // 0 = unlimited
   std::string compression;        // "", "lz4", "zstd"
   std::string encrypt_key;        // PEM of the RSA key wrapping the data key, if encrypted
-  std::string encrypt_algo;      // "aes256gcm-rsa" when encrypted
-  std::string encrypt_data_key;  // base64 of the data key wrapped by the RSA key (RSA-OAEP)
+  std::string encrypt_algo;       // "aes256gcm-rsa" when encrypted
+  std::string encrypt_data_key;   // base64 of the data key wrapped by the RSA key (RSA-OAEP)
   // How blocks are stored: "" = raw (volumes formatted before framing), "frames-v1" = the
   // framed format with checksums (docs/formats.md), compressed and encrypted as set above.
   std::string block_format;
