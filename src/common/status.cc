@@ -5,24 +5,53 @@
 namespace nexus {
 
 std::string_view ErrnoName(int code) {
-  switch (code) {
-#define NX_E(x) \
-  case x:       \
-    return #x;
-    NX_E(EPERM)
-    NX_E(ENOENT)
-    NX_E(EIO)
-    NX_E(EBADF) NX_E(EAGAIN) NX_E(ENOMEM) NX_E(EACCES) NX_E(EBUSY) NX_E(EEXIST) NX_E(EXDEV)
-        NX_E(ENOTDIR) NX_E(EISDIR) NX_E(EINVAL) NX_E(EFBIG) NX_E(ENOSPC) NX_E(EROFS) NX_E(EMLINK)
-            NX_E(ERANGE) NX_E(ENAMETOOLONG) NX_E(ENOSYS) NX_E(ENOTEMPTY) NX_E(ELOOP) NX_E(ENODATA)
-                NX_E(EBADMSG) NX_E(EOVERFLOW) NX_E(ENOTSUP) NX_E(ETIMEDOUT) NX_E(ECONNREFUSED)
-                    NX_E(EDQUOT) NX_E(EDEADLK) NX_E(ENOLCK) NX_E(ESTALE) NX_E(ETXTBSY) NX_E(EINTR)
-                        NX_E(E2BIG) NX_E(ENXIO) NX_E(ESPIPE) NX_E(EFAULT)
-#undef NX_E
-                            case Status::kConflictCode : return "CONFLICT";
-    default:
-      return {};
+  struct Name {
+    int code;
+    std::string_view name;
+  };
+  static constexpr Name kNames[] = {{EPERM, "EPERM"},
+                                    {ENOENT, "ENOENT"},
+                                    {EIO, "EIO"},
+                                    {EBADF, "EBADF"},
+                                    {EAGAIN, "EAGAIN"},
+                                    {ENOMEM, "ENOMEM"},
+                                    {EACCES, "EACCES"},
+                                    {EBUSY, "EBUSY"},
+                                    {EEXIST, "EEXIST"},
+                                    {EXDEV, "EXDEV"},
+                                    {ENOTDIR, "ENOTDIR"},
+                                    {EISDIR, "EISDIR"},
+                                    {EINVAL, "EINVAL"},
+                                    {EFBIG, "EFBIG"},
+                                    {ENOSPC, "ENOSPC"},
+                                    {EROFS, "EROFS"},
+                                    {EMLINK, "EMLINK"},
+                                    {ERANGE, "ERANGE"},
+                                    {ENAMETOOLONG, "ENAMETOOLONG"},
+                                    {ENOSYS, "ENOSYS"},
+                                    {ENOTEMPTY, "ENOTEMPTY"},
+                                    {ELOOP, "ELOOP"},
+                                    {ENODATA, "ENODATA"},
+                                    {EBADMSG, "EBADMSG"},
+                                    {EOVERFLOW, "EOVERFLOW"},
+                                    {ENOTSUP, "ENOTSUP"},
+                                    {ETIMEDOUT, "ETIMEDOUT"},
+                                    {ECONNREFUSED, "ECONNREFUSED"},
+                                    {EDQUOT, "EDQUOT"},
+                                    {EDEADLK, "EDEADLK"},
+                                    {ENOLCK, "ENOLCK"},
+                                    {ESTALE, "ESTALE"},
+                                    {ETXTBSY, "ETXTBSY"},
+                                    {EINTR, "EINTR"},
+                                    {E2BIG, "E2BIG"},
+                                    {ENXIO, "ENXIO"},
+                                    {ESPIPE, "ESPIPE"},
+                                    {EFAULT, "EFAULT"}};
+  if (code == Status::kConflictCode) return "CONFLICT";
+  for (const Name& n : kNames) {
+    if (n.code == code) return n.name;
   }
+  return {};
 }
 
 std::string Status::ToString() const {
