@@ -13,29 +13,16 @@
 
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
+#include "run_nexusfs.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using namespace nexus;
 
-struct Output {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Output Shell(const std::string& cmd) {
-  Output r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-Output Nexusfs(const std::string& args) { return Shell(std::string(NEXUSFS_BIN) + " " + args); }
+using nexus::clitest::Nexusfs;
+using nexus::clitest::Output;
+using nexus::clitest::Shell;
 
 std::string Slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

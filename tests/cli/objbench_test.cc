@@ -10,28 +10,14 @@
 #include <string>
 
 #include "object/s3_server.h"
+#include "run_nexusfs.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Output {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Output Nexusfs(const std::string& args) {
-  Output r;
-  std::string cmd = std::string(NEXUSFS_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using nexus::clitest::Nexusfs;
+using nexus::clitest::Output;
 
 void ExpectAllPassed(const Output& r) {
   ASSERT_EQ(r.code, 0) << r.out;
