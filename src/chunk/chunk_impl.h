@@ -56,6 +56,12 @@ struct FileState {
   int inflight = 0;  // uploads running for this file
   int64_t last_write = 0;
   std::map<uint32_t, std::vector<meta::Slice>> records;  // committed records by chunk
+  // Bumped whenever `records` may have gone stale: this client committed a slice (and dropped it
+  // from `pending`), compacted a chunk, or was told to forget (Invalidate). A reader pairs the
+  // records it got with the generation they were read at, so that a commit racing with it can
+  // neither hide a slice (gone from `pending`, missing from its records) nor leave stale records
+  // in the cache.
+  uint64_t generation = 0;
   uint64_t seq_end = 0;  // end of the last read, for sequential detection
   uint64_t readahead = 0;
   uint64_t prefetched_to = 0;
@@ -75,6 +81,7 @@ class ChunkStoreImpl final : public ChunkStore {
                       uint64_t file_len) override;
   Status Flush(meta::Ino ino) override;
   uint64_t PendingLength(meta::Ino ino) override;
+  uint64_t Commits() const override { return commits_.load(); }
   void Invalidate(meta::Ino ino) override;
   Status Compact(meta::Ino ino, uint32_t chunk_index) override;
   Result<size_t> CleanupDeleted() override;
@@ -104,7 +111,10 @@ class ChunkStoreImpl final : public ChunkStore {
   Status FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f);
 
   // ---- read path (chunk_read.cc) ----
-  Result<std::vector<meta::Slice>> CommittedRecords(meta::Ino ino, FileState& f, uint32_t chunk);
+  // The committed records of `chunk`, from the cache or Meta, and the generation of `f` they are
+  // valid at (see FileState::generation); cached only if no commit ran while Meta was read.
+  Result<std::vector<meta::Slice>> CommittedRecords(meta::Ino ino, FileState& f, uint32_t chunk,
+                                                    uint64_t* generation = nullptr);
   Status ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
                         char* out);
   // Reads [off, off+len) of committed slice `id` of `size` bytes.
@@ -140,6 +150,7 @@ class ChunkStoreImpl final : public ChunkStore {
   std::mutex buf_mu_;
   std::condition_variable buf_cv_;
   std::atomic<uint64_t> buffered_{0};
+  std::atomic<uint64_t> commits_{0};  // slices committed and dropped from `pending`
 
   std::mutex fetch_mu_;  // single-flight downloads
   std::unordered_map<

@@ -69,6 +69,7 @@ Status ChunkStoreImpl::Compact(meta::Ino ino, uint32_t chunk) {
   if (auto f = State(ino, false)) {
     std::lock_guard lock(f->mu);
     f->records.erase(chunk);
+    f->generation++;
   }
   return Status::OK();
 }

@@ -50,31 +50,47 @@ Result<size_t> ChunkStoreImpl::Read(meta::Ino ino, uint64_t off, char* buf, size
 }
 
 Result<std::vector<meta::Slice>> ChunkStoreImpl::CommittedRecords(meta::Ino ino, FileState& f,
-                                                                  uint32_t chunk) {
+                                                                  uint32_t chunk,
+                                                                  uint64_t* generation) {
+  uint64_t gen;
   {
     std::lock_guard lock(f.mu);
+    gen = f.generation;
+    if (generation) *generation = gen;
     if (auto it = f.records.find(chunk); it != f.records.end()) return it->second;
   }
   NX_ASSIGN_OR_RETURN(auto recs, meta_->ReadChunk(ino, chunk));
   std::lock_guard lock(f.mu);
-  f.records[chunk] = recs;
+  // A commit that finished meanwhile may be missing from what Meta returned: then the records
+  // are good for this one read (the caller sees the generation moved) but not for the cache.
+  if (f.generation == gen) f.records[chunk] = recs;
   return recs;
 }
 
 Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
                                       uint32_t len, char* out) {
-  NX_ASSIGN_OR_RETURN(std::vector<meta::Slice> recs, CommittedRecords(ino, f, chunk));
-  const size_t committed = recs.size();
+  // The committed records and this client's pending slices must be one consistent picture: a
+  // slice committed (and dropped from `pending`) after the records were read would be in
+  // neither. So take the pending slices at the generation the records are valid at, and read
+  // again when a commit slipped in between. A slice committed after the records were read but
+  // still pending shows up twice, in its place in the write order both times: harmless.
+  std::vector<meta::Slice> recs;
+  size_t committed = 0;
   std::unordered_map<uint64_t, std::shared_ptr<PendingSlice>> pending;
   bool sequential = false;
-  {
+  for (;;) {
+    uint64_t gen = 0;
+    NX_ASSIGN_OR_RETURN(recs, CommittedRecords(ino, f, chunk, &gen));
+    committed = recs.size();
     std::lock_guard lock(f.mu);
+    if (f.generation != gen) continue;
     sequential = f.readahead > 0;
     for (const auto& s : f.pending) {
       if (s->chunk != chunk || s->len == 0) continue;
       recs.push_back(meta::Slice{s->pos, s->id, s->len, 0, s->len});
       pending.emplace(s->id, s);
     }
+    break;
   }
   if (committed >= static_cast<size_t>(opts_.compact_read_slices)) RequestCompaction(ino, chunk);
   std::memset(out, 0, len);

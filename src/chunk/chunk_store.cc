@@ -91,6 +91,7 @@ void ChunkStoreImpl::Invalidate(meta::Ino ino) {
   if (!f) return;
   std::lock_guard lock(f->mu);
   f->records.clear();
+  f->generation++;
   f->seq_end = 0;
   f->readahead = 0;
   f->prefetched_to = 0;

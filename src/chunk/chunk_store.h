@@ -61,6 +61,11 @@ class ChunkStore {
   virtual Status Flush(meta::Ino ino) = 0;
   // The end of this client's unflushed writes to `ino` (0 when none), for st_size.
   virtual uint64_t PendingLength(meta::Ino ino) = 0;
+  // How many slices this client has committed so far (all files). A commit moves a slice from
+  // this client's pending writes into Meta, so a length read from Meta before it and a
+  // PendingLength taken after it can both miss the slice's end: a caller that reads Commits()
+  // before Meta, and again after PendingLength, knows its picture is whole when the two agree.
+  virtual uint64_t Commits() const = 0;
   // Forgets cached slice lists of `ino` (after truncate, fallocate, or an open by another
   // client: close-to-open).
   virtual void Invalidate(meta::Ino ino) = 0;

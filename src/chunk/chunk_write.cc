@@ -213,6 +213,8 @@ Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState
       // The batch is the front of the queue: later writes only ever append behind it.
       f->pending.pop_front();
       f->records.erase(s->chunk);
+      f->generation++;
+      commits_++;
       int& n = f->commits_since_check[s->chunk];
       if (++n >= opts_.compact_write_slices) {
         n = 0;

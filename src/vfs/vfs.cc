@@ -56,16 +56,18 @@ Result<Entry> Vfs::Lookup(const Context& ctx, Ino parent, std::string_view name)
     NX_ASSIGN_OR_RETURN(Attr attr, InternalAttr(*ino));
     return Entry{*ino, attr};
   }
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Entry e, meta_->Lookup(ctx, parent, name));
-  MergePending(e.ino, &e.attr);
+  MergePending(e.ino, &e.attr, commits);
   return e;
 }
 
 Result<Attr> Vfs::GetAttr(Ino ino) {
   Count(Op::kGetAttr);
   if (IsInternalIno(ino)) return InternalAttr(ino);
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
-  MergePending(ino, &attr);
+  MergePending(ino, &attr, commits);
   return attr;
 }
 
@@ -93,8 +95,9 @@ Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrReques
       return *truncated;
     }
   }
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->SetAttr(ctx, ino, rest));
-  MergePending(ino, &attr);
+  MergePending(ino, &attr, commits);
   return attr;
 }
 
@@ -148,8 +151,9 @@ Result<Entry> Vfs::Link(const Context& ctx, Ino ino, Ino new_parent, std::string
   NX_TRY(CheckWritable());
   if (IsInternalIno(ino)) return Err(EPERM, "internal files cannot be linked");
   NX_TRY(CheckNotInternal(new_parent, new_name));
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Entry e, meta_->Link(ctx, ino, new_parent, new_name));
-  MergePending(e.ino, &e.attr);
+  MergePending(e.ino, &e.attr, commits);
   return e;
 }
 

@@ -229,7 +229,9 @@ class Vfs {
   Status FlushData(Ino ino);
   // Extends a file's committed attributes by this client's unflushed writes: the length to
   // their end, mtime/ctime to the last of them.
-  void MergePending(Ino ino, Attr* attr);
+  // Extends `attr` (read from Meta after chunks_->Commits() returned `commits`) by this
+  // client's unflushed writes: their end and mtime.
+  void MergePending(Ino ino, Attr* attr, uint64_t commits);
   Result<uint64_t> CurrentLength(Ino ino);
   Status FillDirBatch(const Context& ctx, DirHandle& d, bool plus);
   Status WaitLock(Ino ino, const std::function<Status()>& attempt, bool wait,

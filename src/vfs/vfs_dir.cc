@@ -39,6 +39,7 @@ Status Vfs::FillDirBatch(const Context& ctx, DirHandle& d, bool plus) {
   std::string after = d.batch.empty() ? std::string() : d.batch.back().name;
   d.batch_start += d.batch.size();
   d.batch.clear();
+  d.batch_commits = chunks_->Commits();
   NX_TRY(meta_->ReadDir(ctx, d.ino, after, options_.readdir_batch, plus, &d.batch));
   d.eof = d.batch.size() < options_.readdir_batch;
   d.batch_plus = plus;
@@ -79,7 +80,9 @@ Status Vfs::ReadDir(const Context& ctx, Ino ino, uint64_t fh, uint64_t offset, b
       NX_TRY(FillDirBatch(ctx, *d, plus));
     }
     meta::DirEntry e = d->batch[j - d->batch_start];
+    uint64_t commits = d->batch_commits;
     if (plus && !d->batch_plus) {
+      commits = chunks_->Commits();
       auto attr = meta_->GetAttr(e.ino);
       if (attr) {
         e.attr = *attr;
@@ -87,7 +90,7 @@ Status Vfs::ReadDir(const Context& ctx, Ino ino, uint64_t fh, uint64_t offset, b
         e.attr.type = e.type;  // removed meanwhile: report what the listing saw
       }
     }
-    if (plus) MergePending(e.ino, &e.attr);
+    if (plus) MergePending(e.ino, &e.attr, commits);
     if (!fill(e, j + 3)) return Status::OK();
     ++j;
   }

@@ -71,9 +71,21 @@ Status Vfs::FlushData(Ino ino) {
   return s;
 }
 
-void Vfs::MergePending(Ino ino, Attr* attr) {
+void Vfs::MergePending(Ino ino, Attr* attr, uint64_t commits) {
   if (attr->type != meta::FileType::kFile) return;
-  attr->length = std::max(attr->length, chunks_->PendingLength(ino));
+  // `attr` was read after `commits`: if no commit ran since, every write missing from the
+  // pending ones was in Meta before it. Otherwise read it again (see ChunkStore::Commits).
+  uint64_t pending = 0;
+  for (int attempt = 0;; ++attempt) {
+    pending = chunks_->PendingLength(ino);
+    const uint64_t now = chunks_->Commits();
+    if (now == commits || attempt == 3) break;
+    commits = now;
+    auto fresh = meta_->GetAttr(ino);
+    if (!fresh) break;
+    *attr = *fresh;
+  }
+  attr->length = std::max(attr->length, pending);
   std::lock_guard<std::mutex> lock(pending_mu_);
   auto it = pending_mtime_.find(ino);
   if (it != pending_mtime_.end()) {
@@ -83,14 +95,17 @@ void Vfs::MergePending(Ino ino, Attr* attr) {
 }
 
 Result<uint64_t> Vfs::CurrentLength(Ino ino) {
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
-  return std::max(attr.length, chunks_->PendingLength(ino));
+  MergePending(ino, &attr, commits);
+  return attr.length;
 }
 
 Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
   Count(Op::kOpen);
   if (IsInternalIno(ino)) return OpenInternal(ino, flags);
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) NX_TRY(CheckWritable());
+  const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->Open(ctx, ino, flags));
   chunks_->Invalidate(ino);  // close-to-open: another client may have changed the slices
   if ((flags & O_TRUNC) && attr.type == meta::FileType::kFile && attr.length > 0) {
@@ -103,7 +118,7 @@ Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
     }
     attr = *truncated;
   }
-  MergePending(ino, &attr);
+  MergePending(ino, &attr, commits);
   return FinishOpen(ino, flags, attr);
 }
 
@@ -154,8 +169,17 @@ Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off,
   if ((h->flags & O_ACCMODE) == O_WRONLY && !options_.writeback_cache) {
     return Err(EBADF, "read: inode " + std::to_string(ino) + " is open write-only");
   }
-  NX_ASSIGN_OR_RETURN(Attr attr, meta_->GetAttr(ino));
-  NX_ASSIGN_OR_RETURN(size_t n, chunks_->Read(ino, off, buf, len, attr.length));
+  Attr attr;
+  size_t n = 0;
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t commits = chunks_->Commits();
+    NX_ASSIGN_OR_RETURN(attr, meta_->GetAttr(ino));
+    NX_ASSIGN_OR_RETURN(n, chunks_->Read(ino, off, buf, len, attr.length));
+    // Short means EOF, at the committed length or at the end of this client's pending writes.
+    // A commit of those writes between GetAttr and Read (a flush by another thread, such as a
+    // release) drops them from the pending ones after the length was read: both miss the end.
+    if (n == len || attempt == 3 || chunks_->Commits() == commits) break;
+  }
   bytes_read_.fetch_add(n, std::memory_order_relaxed);
   UpdateAtime(ino, attr);
   return n;

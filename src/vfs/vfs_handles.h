@@ -31,6 +31,7 @@ struct Vfs::DirHandle {
   std::vector<meta::DirEntry> batch;
   uint64_t batch_start = 0;
   bool batch_plus = false;
+  uint64_t batch_commits = 0;  // ChunkStore::Commits() before the batch was read
   bool eof = false;
   bool started = false;
   Ino parent = 0;  // for ".."
