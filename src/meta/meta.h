@@ -90,6 +90,15 @@ class Meta {
                              std::string_view new_name) = 0;
   virtual Status Unlink(const Context& ctx, Ino parent, std::string_view name) = 0;
   virtual Status Rmdir(const Context& ctx, Ino parent, std::string_view name) = 0;
+  // Removes the entry `name` of directory `parent` and, when it is a directory, everything under
+  // it, as unlink/rmdir by `ctx` would (same permission checks, sticky bit, open-but-unlinked
+  // files kept until their last close, data queued for deletion, counters updated), in many
+  // transactions of bounded size (a tree of millions of entries never makes one huge
+  // transaction). `progress`, if set, is called now and then with the number of entries removed
+  // so far. Returns the number of entries removed. A concurrent change from another client
+  // (an entry added meanwhile) is handled: the directory is re-listed until empty.
+  virtual Result<uint64_t> RemoveTree(const Context& ctx, Ino parent, std::string_view name,
+                                      const std::function<void(uint64_t)>& progress = {}) = 0;
   // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. Moving a directory into its own subtree
   // fails with EINVAL; the ancestry check runs inside the transaction.
   virtual Status Rename(const Context& ctx, Ino parent, std::string_view name, Ino new_parent,

@@ -58,6 +58,9 @@ class MetaImpl final : public Meta {
                      std::string_view new_name) override;
   Status Unlink(const Context& ctx, Ino parent, std::string_view name) override;
   Status Rmdir(const Context& ctx, Ino parent, std::string_view name) override;
+  // meta_rmr.cc
+  Result<uint64_t> RemoveTree(const Context& ctx, Ino parent, std::string_view name,
+                              const std::function<void(uint64_t)>& progress) override;
   Status Rename(const Context& ctx, Ino parent, std::string_view name, Ino new_parent,
                 std::string_view new_name, uint32_t flags) override;
   Status ReadDir(const Context& ctx, Ino dir, std::string_view after, size_t limit, bool plus,
@@ -140,6 +143,13 @@ class MetaImpl final : public Meta {
   // Removes one link of `ino` whose entry in `parent` was deleted: nlink, parent records,
   // ctime; at nlink 0 hands the inode to RemoveInodeTxn. Directories lose all their links.
   Status DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int64_t now);
+  // Removes the entry `name` -> `ino` (attributes `attr`) of directory `parent` (attributes
+  // `dir`, already checked with CheckDirWrite) as unlink/rmdir do: sticky bit, the entry, one
+  // link of `ino` (RemoveInodeTxn at nlink 0). Updates `dir` (nlink for a subdirectory,
+  // mtime/ctime = now) without writing it; the caller puts it once.
+  Status RemoveEntryTxn(kv::Txn& txn, const Context& ctx, Ino parent, Attr& dir,
+                        std::string_view name, Ino ino, Attr& attr, int64_t now,
+                        std::string_view what);
   // Adds `delta` links from `parent` to the A<ino>P<parent> count (deleted at 0); returns the
   // new count.
   static Result<int64_t> AddParentCountTxn(kv::Txn& txn, Ino ino, Ino parent, int64_t delta);

@@ -375,6 +375,18 @@ Status MetaImpl::DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int6
   return PutAttrTxn(txn, ino, attr);
 }
 
+Status MetaImpl::RemoveEntryTxn(kv::Txn& txn, const Context& ctx, Ino parent, Attr& dir,
+                                std::string_view name, Ino ino, Attr& attr, int64_t now,
+                                std::string_view what) {
+  NX_TRY(CheckSticky(ctx, dir, attr, what));
+  NX_TRY(txn.Delete(keys::Dentry(parent, name)));
+  const bool is_dir = attr.type == FileType::kDir;
+  NX_TRY(DropLinkTxn(txn, ino, attr, parent, now));
+  if (is_dir && dir.nlink > 2) --dir.nlink;
+  dir.mtime = dir.ctime = now;
+  return Status::OK();
+}
+
 Status MetaImpl::Unlink(const Context& ctx, Ino parent, std::string_view name) {
   parent = Real(parent);
   const std::string what = "unlink " + EntryName(parent, name);
@@ -389,11 +401,7 @@ Status MetaImpl::Unlink(const Context& ctx, Ino parent, std::string_view name) {
     const Ino ino = entry.second;
     NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
     if (attr.type == FileType::kDir) return Status::Errno(EISDIR, what + ": is a directory");
-    NX_TRY(CheckSticky(ctx, dir, attr, what));
-    const int64_t now = NowNanos();
-    NX_TRY(txn.Delete(dkey));
-    NX_TRY(DropLinkTxn(txn, ino, attr, parent, now));
-    dir.mtime = dir.ctime = now;
+    NX_TRY(RemoveEntryTxn(txn, ctx, parent, dir, name, ino, attr, NowNanos(), what));
     return PutAttrTxn(txn, parent, dir);
   });
 }
@@ -419,12 +427,7 @@ Status MetaImpl::Rmdir(const Context& ctx, Ino parent, std::string_view name) {
       return false;
     }));
     if (!empty) return Status::Errno(ENOTEMPTY, what + ": not empty");
-    NX_TRY(CheckSticky(ctx, dir, attr, what));
-    const int64_t now = NowNanos();
-    NX_TRY(txn.Delete(dkey));
-    NX_TRY(DropLinkTxn(txn, ino, attr, parent, now));
-    if (dir.nlink > 2) --dir.nlink;
-    dir.mtime = dir.ctime = now;
+    NX_TRY(RemoveEntryTxn(txn, ctx, parent, dir, name, ino, attr, NowNanos(), what));
     return PutAttrTxn(txn, parent, dir);
   });
 }
