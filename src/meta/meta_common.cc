@@ -118,7 +118,7 @@ Result<Ino> MetaImpl::AllocIno() {
 
 // The inode keeps its attribute record (nlink 0) while any session has it open; the last
 // Close, or the cleanup of the session holding it, removes it later.
-Status MetaImpl::RemoveInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr) {
+Status MetaImpl::RemoveInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr, CounterDeltas* deltas) {
   bool open = false;
   NX_TRY(txn.ScanPrefix(keys::OpenPrefix(ino), 1, [&](std::string_view, std::string_view) {
     open = true;
@@ -129,12 +129,12 @@ Status MetaImpl::RemoveInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr) {
     kept.nlink = 0;
     return PutAttrTxn(txn, ino, kept);
   }
-  return PurgeInodeTxn(txn, ino, attr);
+  return PurgeInodeTxn(txn, ino, attr, deltas);
 }
 
 // Deletes the attribute, symlink target, xattrs, parent counts and locks of `ino`; a regular
 // file with data gets a D record so that CleanupDeleted releases its chunks.
-Status MetaImpl::PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr) {
+Status MetaImpl::PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr, CounterDeltas* deltas) {
   NX_TRY(txn.Delete(keys::Attr(ino)));
   if (attr.type == FileType::kSymlink) NX_TRY(txn.Delete(keys::Symlink(ino)));
   std::vector<std::string> extra;
@@ -153,9 +153,24 @@ Status MetaImpl::PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr) {
   NX_TRY(txn.Delete(keys::Plock(ino)));
   if (attr.type == FileType::kFile && attr.length > 0) {
     NX_TRY(txn.Put(keys::DelFile(ino, attr.length), ""));
-    NX_TRY(txn.Add(keys::Counter("usedSpace"), -static_cast<int64_t>(attr.length)));
+    if (deltas) {
+      deltas->used_space -= static_cast<int64_t>(attr.length);
+    } else {
+      NX_TRY(txn.Add(keys::Counter("usedSpace"), -static_cast<int64_t>(attr.length)));
+    }
+  }
+  if (deltas) {
+    --deltas->inodes;
+    return Status::OK();
   }
   return txn.Add(keys::Counter("totalInodes"), -1);
+}
+
+Status MetaImpl::CounterDeltas::FlushTxn(kv::Txn& txn) {
+  if (inodes) NX_TRY(txn.Add(keys::Counter("totalInodes"), inodes));
+  if (used_space) NX_TRY(txn.Add(keys::Counter("usedSpace"), used_space));
+  inodes = used_space = 0;
+  return Status::OK();
 }
 
 }  // namespace nexus::meta

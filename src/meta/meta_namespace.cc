@@ -347,11 +347,12 @@ Result<Entry> MetaImpl::Link(const Context& ctx, Ino ino, Ino new_parent,
   return out;
 }
 
-Status MetaImpl::DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int64_t now) {
+Status MetaImpl::DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int64_t now,
+                             CounterDeltas* deltas) {
   attr.ctime = now;
   if (attr.type == FileType::kDir || attr.nlink <= 1) {
     attr.nlink = 0;
-    return RemoveInodeTxn(txn, ino, attr);
+    return RemoveInodeTxn(txn, ino, attr, deltas);
   }
   --attr.nlink;
   if (attr.parent == 0) {
@@ -377,11 +378,11 @@ Status MetaImpl::DropLinkTxn(kv::Txn& txn, Ino ino, Attr& attr, Ino parent, int6
 
 Status MetaImpl::RemoveEntryTxn(kv::Txn& txn, const Context& ctx, Ino parent, Attr& dir,
                                 std::string_view name, Ino ino, Attr& attr, int64_t now,
-                                std::string_view what) {
+                                std::string_view what, CounterDeltas* deltas) {
   NX_TRY(CheckSticky(ctx, dir, attr, what));
   NX_TRY(txn.Delete(keys::Dentry(parent, name)));
   const bool is_dir = attr.type == FileType::kDir;
-  NX_TRY(DropLinkTxn(txn, ino, attr, parent, now));
+  NX_TRY(DropLinkTxn(txn, ino, attr, parent, now, deltas));
   if (is_dir && dir.nlink > 2) --dir.nlink;
   dir.mtime = dir.ctime = now;
   return Status::OK();

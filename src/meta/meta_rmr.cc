@@ -134,6 +134,7 @@ Result<uint64_t> MetaImpl::RemoveTree(const Context& ctx, Ino parent, std::strin
       // Inodes changed by this transaction (a second hard link in the same batch): their
       // prefetched attributes are stale, so they are read again.
       std::unordered_set<Ino> touched;
+      CounterDeltas deltas;  // written once at the end
       bool changed = false;
       for (size_t i = 0; i < names.size(); ++i) {
         const std::string ewhat = "remove tree: " + EntryName(f.ino, names[i]);
@@ -150,7 +151,7 @@ Result<uint64_t> MetaImpl::RemoveTree(const Context& ctx, Ino parent, std::strin
           out.subdirs.push_back(TreeFrame{f.ino, names[i], inos[i], {}});
           continue;
         }
-        NX_TRY(RemoveEntryTxn(txn, ctx, f.ino, d, names[i], inos[i], a, now, ewhat));
+        NX_TRY(RemoveEntryTxn(txn, ctx, f.ino, d, names[i], inos[i], a, now, ewhat, &deltas));
         touched.insert(inos[i]);
         changed = true;
         ++out.removed;
@@ -172,12 +173,13 @@ Result<uint64_t> MetaImpl::RemoveTree(const Context& ctx, Ino parent, std::strin
         out.finished = true;
         if (ino == f.ino) {  // else it was renamed or removed meanwhile: nothing left to do
           NX_TRY(RemoveEntryTxn(txn, ctx, f.parent, p, f.name, f.ino, d, now,
-                                "remove tree: " + EntryName(f.parent, f.name)));
+                                "remove tree: " + EntryName(f.parent, f.name), &deltas));
           NX_TRY(PutAttrTxn(txn, f.parent, p));
           ++out.removed;
-          return Status::OK();  // D's attributes are gone (or kept, nlink 0, while open)
+          return deltas.FlushTxn(txn);  // D's attributes are gone (or kept, nlink 0, while open)
         }
       }
+      NX_TRY(deltas.FlushTxn(txn));
       return changed ? PutAttrTxn(txn, f.ino, d) : Status::OK();
     });
     if (!s.ok()) {
