@@ -1,5 +1,7 @@
 // Latency of Meta's namespace operations on every embedded engine (one thread, one client):
 // create, mkdir, lookup, getattr, setattr, rename, unlink, and readdir of 1,000 entries.
+// A networked engine that counts its round trips (redis) adds the counter "rt": engine round
+// trips per operation (create also "close_rt" for the Close that follows each create).
 //
 //   build/bench/meta_bench [--benchmark_filter=rocksdb] [--benchmark_min_time=0.5s]
 //
@@ -90,16 +92,45 @@ void Check(benchmark::State& state, const Status& s, const char* what) {
   if (!s.ok()) state.SkipWithError((std::string(what) + ": " + s.ToString()).c_str());
 }
 
+// Engine round trips (EngineStats::round_trips: request/response exchanges with a networked
+// server) spent inside the calls wrapped by Count; reported per iteration as the counter
+// "rt" (or another name) when the engine counts them (embedded engines report none).
+class RoundTrips {
+ public:
+  explicit RoundTrips(Meta* m) : engine_(m->engine()) {}
+  template <typename F>
+  auto Count(F&& f) {
+    const uint64_t before = engine_->Stats().round_trips;
+    auto r = f();
+    total_ += engine_->Stats().round_trips - before;
+    return r;
+  }
+  void Report(benchmark::State& state, const char* name = "rt") const {
+    if (total_ > 0 && state.iterations() > 0) {
+      state.counters[name] = static_cast<double>(total_) / static_cast<double>(state.iterations());
+    }
+  }
+
+ private:
+  kv::Engine* engine_;
+  uint64_t total_ = 0;
+};
+
 void BM_Create(benchmark::State& state, std::string url) {
   auto v = Open(state, url);
   if (!v) return;
   Ino dir = MustDir(state, v->meta(), kRootIno, "d");
+  RoundTrips rt(v->meta()), close_rt(v->meta());
   uint64_t i = 0;
   for (auto _ : state) {
-    auto e = v->meta()->Create(kRoot, dir, "f" + std::to_string(i++), 0644, O_RDWR | O_CREAT);
+    auto e = rt.Count([&] {
+      return v->meta()->Create(kRoot, dir, "f" + std::to_string(i++), 0644, O_RDWR | O_CREAT);
+    });
     if (!e) return Check(state, e.error(), "create");
-    Check(state, v->meta()->Close(e->ino), "close");
+    Check(state, close_rt.Count([&] { return v->meta()->Close(e->ino); }), "close");
   }
+  rt.Report(state);
+  close_rt.Report(state, "close_rt");
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -107,11 +138,14 @@ void BM_Mkdir(benchmark::State& state, std::string url) {
   auto v = Open(state, url);
   if (!v) return;
   Ino dir = MustDir(state, v->meta(), kRootIno, "d");
+  RoundTrips rt(v->meta());
   uint64_t i = 0;
   for (auto _ : state) {
-    auto e = v->meta()->Mkdir(kRoot, dir, "d" + std::to_string(i++), 0755);
+    auto e =
+        rt.Count([&] { return v->meta()->Mkdir(kRoot, dir, "d" + std::to_string(i++), 0755); });
     if (!e) return Check(state, e.error(), "mkdir");
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -134,12 +168,15 @@ void BM_Lookup(benchmark::State& state, std::string url) {
   if (!v) return;
   Ino dir = MustDir(state, v->meta(), kRootIno, "d");
   if (Populate(state, v->meta(), dir, 1000).empty()) return;
+  RoundTrips rt(v->meta());
   uint64_t i = 0;
   for (auto _ : state) {
-    auto e = v->meta()->Lookup(kRoot, dir, "f" + std::to_string((i++ * 7919) % 1000));
+    auto e = rt.Count(
+        [&] { return v->meta()->Lookup(kRoot, dir, "f" + std::to_string((i++ * 7919) % 1000)); });
     if (!e) return Check(state, e.error(), "lookup");
     benchmark::DoNotOptimize(e->ino);
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -148,12 +185,14 @@ void BM_GetAttr(benchmark::State& state, std::string url) {
   if (!v) return;
   auto inos = Populate(state, v->meta(), kRootIno, 1000);
   if (inos.empty()) return;
+  RoundTrips rt(v->meta());
   uint64_t i = 0;
   for (auto _ : state) {
-    auto a = v->meta()->GetAttr(inos[(i++ * 7919) % inos.size()]);
+    auto a = rt.Count([&] { return v->meta()->GetAttr(inos[(i++ * 7919) % inos.size()]); });
     if (!a) return Check(state, a.error(), "getattr");
     benchmark::DoNotOptimize(a->mode);
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -164,12 +203,14 @@ void BM_SetAttr(benchmark::State& state, std::string url) {
   if (inos.empty()) return;
   SetAttrRequest req;
   req.mask = kSetMode | kSetMtimeNow;
+  RoundTrips rt(v->meta());
   uint64_t i = 0;
   for (auto _ : state) {
     req.mode = (i & 1) ? 0600 : 0644;
-    auto a = v->meta()->SetAttr(kRoot, inos[i++ % inos.size()], req);
+    auto a = rt.Count([&] { return v->meta()->SetAttr(kRoot, inos[i++ % inos.size()], req); });
     if (!a) return Check(state, a.error(), "setattr");
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -180,12 +221,16 @@ void BM_Rename(benchmark::State& state, std::string url) {
   Ino d2 = MustDir(state, v->meta(), kRootIno, "d2");
   if (Populate(state, v->meta(), d1, 1).empty()) return;
   bool there = false;  // f0 moves between d1 (as f0) and d2 (as g0)
+  RoundTrips rt(v->meta());
   for (auto _ : state) {
-    Status s = there ? v->meta()->Rename(kRoot, d2, "g0", d1, "f0", 0)
-                     : v->meta()->Rename(kRoot, d1, "f0", d2, "g0", 0);
+    Status s = rt.Count([&] {
+      return there ? v->meta()->Rename(kRoot, d2, "g0", d1, "f0", 0)
+                   : v->meta()->Rename(kRoot, d1, "f0", d2, "g0", 0);
+    });
     if (!s.ok()) return Check(state, s, "rename");
     there = !there;
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -196,6 +241,7 @@ void BM_Unlink(benchmark::State& state, std::string url) {
   Ino dir = MustDir(state, v->meta(), kRootIno, "d");
   std::vector<std::string> pool;
   uint64_t made = 0;
+  RoundTrips rt(v->meta());
   for (auto _ : state) {
     if (pool.empty()) {
       state.PauseTiming();
@@ -207,10 +253,11 @@ void BM_Unlink(benchmark::State& state, std::string url) {
       }
       state.ResumeTiming();
     }
-    Status s = v->meta()->Unlink(kRoot, dir, pool.back());
+    Status s = rt.Count([&] { return v->meta()->Unlink(kRoot, dir, pool.back()); });
     if (!s.ok()) return Check(state, s, "unlink");
     pool.pop_back();
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -220,8 +267,9 @@ void BM_ReadDir1000(benchmark::State& state, std::string url, bool plus) {
   Ino dir = MustDir(state, v->meta(), kRootIno, "d");
   if (Populate(state, v->meta(), dir, 1000).empty()) return;
   std::vector<DirEntry> out;
+  RoundTrips rt(v->meta());
   for (auto _ : state) {
-    Status s = v->meta()->ReadDir(kRoot, dir, "", 0, plus, &out);
+    Status s = rt.Count([&] { return v->meta()->ReadDir(kRoot, dir, "", 0, plus, &out); });
     if (!s.ok() || out.size() != 1000) {
       return Check(
           state,
@@ -230,6 +278,7 @@ void BM_ReadDir1000(benchmark::State& state, std::string url, bool plus) {
           "readdir");
     }
   }
+  rt.Report(state);
   state.SetItemsProcessed(state.iterations() * 1000);
 }
 

@@ -52,6 +52,9 @@ struct EngineStats {
   uint64_t txns = 0;       // transactions committed
   uint64_t conflicts = 0;  // bodies re-run after a conflict
   uint64_t failures = 0;   // transactions that gave up (retry bound or error)
+  // Request/response exchanges with the server (a pipeline of commands sent together and
+  // answered together counts once); 0 for engines that do not count them (embedded ones).
+  uint64_t round_trips = 0;
 };
 
 class Engine {

@@ -3,16 +3,21 @@
 // Layout: the value of key K is the Redis string "v" + K, and every K is a member (score 0) of
 // one sorted set "i", so that ZRANGEBYLEX returns keys in byte order for range scans.
 //
-// Transactions are optimistic. A point read WATCHes "v" + K before it GETs it (one pipelined
-// round trip), so a commit by anyone else to that key makes our EXEC return nil -> the body runs
-// again. A scan reads members from "i" in batches, WATCHes and MGETs their values, and records
-// the range it covered and how many members it got. The commit is MULTI, EVAL <commit script>,
-// EXEC: the script first recounts every recorded range with ZLEXCOUNT and gives up (conflict,
-// nothing written) if a count differs -- a key inserted into a scanned range; a deleted or
-// changed key is caught by its WATCH -- and then applies the buffered puts, deletes and adds.
-// Together that makes scans serializable too (no phantoms), at the cost of one O(log n)
-// ZLEXCOUNT per scanned range at commit. View runs the same validation without writes, so every
-// read of a View is the state at its final EXEC: a consistent snapshot.
+// Transactions are optimistic. A point read of an Update WATCHes "v" + K before it GETs it (one
+// pipelined round trip), so a commit by anyone else to that key makes our EXEC return nil -> the
+// body runs again. A scan reads members from "i" in batches, WATCHes and MGETs their values, and
+// records the range it covered and how many members it got. The commit is MULTI, EVAL <commit
+// script>, EXEC: the script first recounts every recorded range with ZLEXCOUNT and gives up
+// (conflict, nothing written) if a count differs -- a key inserted into a scanned range; a
+// deleted or changed key is caught by its WATCH -- and then applies the buffered puts, deletes
+// and adds. Together that makes scans serializable too (no phantoms), at the cost of one
+// O(log n) ZLEXCOUNT per scanned range at commit.
+//
+// A View's point reads are unwatched MGETs that re-read every key the View read before (see
+// kSnapshotKeys), so a one-key View is one round trip with nothing after it. A View that scans
+// or reads many keys WATCHes what it read and runs the commit's validation without writes: its
+// reads are the state at its final EXEC. Every exchange with the server is counted in
+// EngineStats::round_trips.
 //
 // Txn::Add is buffered as a delta and applied by the script (64-bit two's complement, exact),
 // so concurrent Adds never conflict; reading the counter in the same transaction WATCHes it.
@@ -116,7 +121,8 @@ std::string ReplyText(const redisReply* r) { return std::string(r->str, r->len);
 // unavailable: the engine drops it and may retry the attempt on a new one.
 class RedisConn {
  public:
-  explicit RedisConn(const RedisConfig* cfg) : cfg_(cfg) {}
+  RedisConn(const RedisConfig* cfg, std::atomic<uint64_t>* round_trips)
+      : cfg_(cfg), round_trips_(round_trips) {}
   ~RedisConn() {
     if (c_) redisFree(c_);
   }
@@ -138,10 +144,13 @@ class RedisConn {
     return Status::OK();
   }
 
-  // Sends `cmds` as one pipeline and reads a reply for each. Error replies are returned as
-  // replies (see Check); a transport error fails the whole call and marks the connection.
+  // Sends `cmds` as one pipeline and reads a reply for each: one round trip. Error replies are
+  // returned as replies (see Check); a transport error fails the whole call and marks the
+  // connection. A deferred UNWATCH (UnwatchLater) goes first in the same pipeline.
   Result<std::vector<Reply>> Run(const std::vector<Cmd>& cmds) {
     if (unavailable_) return Err(Status::IOError("redis " + cfg_->name + ": connection lost"));
+    const bool unwatch = unwatch_pending_;
+    if (unwatch && redisAppendCommand(c_, "UNWATCH") != REDIS_OK) return Err(Transport("UNWATCH"));
     for (const auto& cmd : cmds) {
       std::vector<const char*> argv;
       std::vector<size_t> lens;
@@ -153,6 +162,14 @@ class RedisConn {
           REDIS_OK) {
         return Err(Transport(cmd[0]));
       }
+    }
+    if (round_trips_) round_trips_->fetch_add(1, std::memory_order_relaxed);
+    if (unwatch) {
+      void* r = nullptr;
+      if (redisGetReply(c_, &r) != REDIS_OK) return Err(Transport("UNWATCH"));
+      Reply reply(static_cast<redisReply*>(r));
+      NX_TRY(Check(reply.get(), "unwatch"));
+      unwatch_pending_ = false;
     }
     std::vector<Reply> out;
     for (const auto& cmd : cmds) {
@@ -177,6 +194,8 @@ class RedisConn {
 
   bool unavailable() const { return unavailable_; }
   const RedisConfig& cfg() const { return *cfg_; }
+  // Clears this connection's WATCHes with the next command sent on it, not a round trip now.
+  void UnwatchLater() { unwatch_pending_ = true; }
 
  private:
   Status Transport(std::string_view what) {
@@ -186,8 +205,10 @@ class RedisConn {
   }
 
   const RedisConfig* cfg_;
+  std::atomic<uint64_t>* round_trips_;
   redisContext* c_ = nullptr;
   bool unavailable_ = false;
+  bool unwatch_pending_ = false;
 };
 
 std::string ValueKey(std::string_view k) {
@@ -201,31 +222,53 @@ std::optional<std::string> ValueOf(const redisReply* r) {
   return std::nullopt;
 }
 
+// Point reads of a View start in "snapshot mode": no WATCH; each read is one MGET of the new key
+// together with every key the View read before (MGET is atomic), and the attempt is a conflict
+// if one of those earlier values changed. So all values the body got are the state at the last
+// MGET, and the View needs no closing MULTI/EXEC: a View that reads one key is one round trip.
+// Past kSnapshotKeys keys or kSnapshotBytes of values, or at its first scan, the View switches
+// to WATCH mode: it WATCHes and re-reads the keys read so far in the same pipeline as its next
+// read, and is validated by EXEC at the end like an Update.
+constexpr size_t kSnapshotKeys = 16;
+constexpr size_t kSnapshotBytes = 16 << 10;
+
 class RedisTxn final : public BufferedTxn {
  public:
-  RedisTxn(RedisConn* c, bool read_only) : BufferedTxn(read_only), c_(c), read_only_(read_only) {}
+  RedisTxn(RedisConn* c, bool read_only)
+      : BufferedTxn(read_only), c_(c), read_only_(read_only), snapshot_mode_(read_only) {}
 
   Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys) override {
     std::vector<std::optional<std::string>> out(keys.size());
-    Cmd watch{"WATCH"}, mget{"MGET"};
     std::vector<size_t> remote;
     for (size_t i = 0; i < keys.size(); ++i) {
       if (auto it = writes().find(keys[i]); it != writes().end()) {
         out[i] = it->second;
+      } else if (auto s = snap_.find(keys[i]); snapshot_mode_ && s != snap_.end()) {
+        out[i] = s->second;
       } else {
         remote.push_back(i);
-        watch.push_back(ValueKey(keys[i]));
-        mget.push_back(watch.back());
       }
     }
     if (remote.empty()) return out;
-    NX_ASSIGN_OR_RETURN(auto r, c_->Run({watch, mget}));
+    if (snapshot_mode_ && SnapshotRoom(remote.size())) {
+      std::vector<std::string> fresh;
+      for (size_t i : remote) fresh.push_back(keys[i]);
+      NX_ASSIGN_OR_RETURN(auto values, SnapshotRead(fresh));
+      for (size_t j = 0; j < remote.size(); ++j) out[remote[j]] = std::move(values[j]);
+      return out;
+    }
+    Cmd watch{"WATCH"}, mget{"MGET"};
+    for (size_t i : remote) {
+      watch.push_back(ValueKey(keys[i]));
+      mget.push_back(watch.back());
+    }
+    NX_ASSIGN_OR_RETURN(auto r, Exchange({watch, mget}));
     NX_TRY(c_->Check(r[0].get(), "watch"));
     NX_TRY(c_->Check(r[1].get(), "mget"));
     watched_ = true;
     if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements != remote.size()) {
-      return Err(Status::IOError("redis " + c_->cfg().name + ": bad MGET reply"));
+      return Err(BadReply("MGET"));
     }
     for (size_t j = 0; j < remote.size(); ++j) {
       out[remote[j]] = WithAdd(keys[remote[j]], ValueOf(r[1]->element[j]));
@@ -241,9 +284,10 @@ class RedisTxn final : public BufferedTxn {
   }
 
   // MULTI, EVAL, EXEC with the writes (or none, for validation only). Conflict when a watched
-  // key changed or a scanned range gained a key.
+  // key changed or a scanned range gained a key. A View still in snapshot mode needs nothing.
   Status Commit(bool with_writes) {
-    if (doomed_) return Status::Conflict("redis: a scanned key vanished during the scan");
+    if (doomed_) return Status::Conflict("redis: a read key changed during the transaction");
+    if (!with_writes && snapshot_mode_) return Status::OK();
     Cmd eval{"EVAL", kCommitScript, "0", std::to_string(ranges_.size() / 3)};
     for (const auto& r : ranges_) eval.push_back(r);
     eval.push_back(with_writes ? marker_ : "");
@@ -265,28 +309,39 @@ class RedisTxn final : public BufferedTxn {
       if (!watched_) return Status::OK();
       // Only point reads: an empty MULTI/EXEC checks the WATCHes.
       NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"MULTI"}, {"EXEC"}}));
+      watched_ = false;  // EXEC (or its refusal) always clears the connection's WATCHes
       NX_TRY(c_->Check(r[1].get(), "exec"));
       if (r[1]->type == REDIS_REPLY_NIL) return Status::Conflict("redis: a read key changed");
       return Status::OK();
     }
     if (ops > 0) sent_commit_ = true;
     NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"MULTI"}, eval, {"EXEC"}}));
+    watched_ = false;
     NX_TRY(c_->Check(r[0].get(), "multi"));
     NX_TRY(c_->Check(r[1].get(), "eval"));
     NX_TRY(c_->Check(r[2].get(), "exec"));
     sent_commit_ = false;
     if (r[2]->type == REDIS_REPLY_NIL) return Status::Conflict("redis: a read key changed");
-    if (r[2]->type != REDIS_REPLY_ARRAY || r[2]->elements != 1) {
-      return Status::IOError("redis " + c_->cfg().name + ": bad EXEC reply");
-    }
+    if (r[2]->type != REDIS_REPLY_ARRAY || r[2]->elements != 1) return BadReply("EXEC");
     NX_TRY(c_->Check(r[2]->element[0], "commit script"));
     if (r[2]->element[0]->integer != 1) return Status::Conflict("redis: a scanned range changed");
     return Status::OK();
   }
 
-  // Ends the attempt without committing (clears WATCHes on a reused connection).
+  // After a body failed: OK when what it read was one consistent state (then its error stands),
+  // a conflict otherwise. One read exchange (GET, MGET, WATCH+GET) is atomic by itself, and a
+  // View in snapshot mode was checked at every read; anything else is validated by EXEC.
+  Status Validate() {
+    if (doomed_) return Status::Conflict("redis: a read key changed during the transaction");
+    if (snapshot_mode_ || (read_exchanges_ <= 1 && ranges_.empty())) return Status::OK();
+    return Commit(false);
+  }
+
+  // Ends the attempt without committing: the connection's WATCHes are cleared with its next
+  // command (no round trip of its own).
   void Abandon() {
-    if (watched_ && !c_->unavailable()) c_->Run({{"UNWATCH"}}).has_value();
+    if (watched_ && !c_->unavailable()) c_->UnwatchLater();
+    watched_ = false;
   }
 
   void set_marker(std::string m) { marker_ = std::move(m); }
@@ -295,8 +350,15 @@ class RedisTxn final : public BufferedTxn {
 
  protected:
   Result<std::optional<std::string>> BaseGet(std::string_view key) override {
+    if (snapshot_mode_) {
+      if (auto it = snap_.find(key); it != snap_.end()) return it->second;
+      if (SnapshotRoom(1)) {
+        NX_ASSIGN_OR_RETURN(auto v, SnapshotRead({std::string(key)}));
+        return std::move(v[0]);
+      }
+    }
     std::string vk = ValueKey(key);
-    NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"WATCH", vk}, {"GET", vk}}));
+    NX_ASSIGN_OR_RETURN(auto r, Exchange({{"WATCH", vk}, {"GET", vk}}));
     NX_TRY(c_->Check(r[0].get(), "watch"));
     NX_TRY(c_->Check(r[1].get(), "get"));
     watched_ = true;
@@ -315,7 +377,7 @@ class RedisTxn final : public BufferedTxn {
     for (;;) {
       NX_ASSIGN_OR_RETURN(
           auto zr,
-          c_->Run({{"ZRANGEBYLEX", kIndex, from, hi, "LIMIT", "0", std::to_string(batch)}}));
+          Exchange({{"ZRANGEBYLEX", kIndex, from, hi, "LIMIT", "0", std::to_string(batch)}}));
       NX_TRY(c_->Check(zr[0].get(), "zrangebylex"));
       std::vector<std::string> keys;
       for (size_t i = 0; i < zr[0]->elements; ++i) keys.push_back(ReplyText(zr[0]->element[i]));
@@ -324,10 +386,13 @@ class RedisTxn final : public BufferedTxn {
         Cmd watch{"WATCH"}, mget{"MGET"};
         for (const auto& k : keys) watch.push_back(ValueKey(k));
         mget.insert(mget.end(), watch.begin() + 1, watch.end());
-        NX_ASSIGN_OR_RETURN(auto r, c_->Run({watch, mget}));
+        NX_ASSIGN_OR_RETURN(auto r, Exchange({watch, mget}));
         NX_TRY(c_->Check(r[0].get(), "watch"));
         NX_TRY(c_->Check(r[1].get(), "mget"));
         watched_ = true;
+        if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements != keys.size()) {
+          return BadReply("MGET");
+        }
         values = std::move(r[1]);
       }
       fetched += keys.size();
@@ -364,6 +429,79 @@ class RedisTxn final : public BufferedTxn {
   }
 
  private:
+  Status BadReply(std::string_view what) const {
+    return Status::IOError("redis " + c_->cfg().name + ": bad " + std::string(what) + " reply");
+  }
+
+  bool SnapshotRoom(size_t more) const {
+    return snap_.size() + more <= kSnapshotKeys && snap_bytes_ <= kSnapshotBytes;
+  }
+
+  // Snapshot mode: one MGET of the keys read so far followed by `keys`. Returns the values of
+  // `keys`; a conflict (and the attempt doomed) when an earlier value changed meanwhile.
+  Result<std::vector<std::optional<std::string>>> SnapshotRead(
+      const std::vector<std::string>& keys) {
+    Cmd mget{"MGET"};
+    for (const auto& e : snap_) mget.push_back(ValueKey(e.first));
+    for (const auto& k : keys) mget.push_back(ValueKey(k));
+    ++read_exchanges_;
+    NX_ASSIGN_OR_RETURN(auto r, c_->Run({mget}));
+    NX_TRY(c_->Check(r[0].get(), "mget"));
+    if (r[0]->type != REDIS_REPLY_ARRAY || r[0]->elements != mget.size() - 1) {
+      return Err(BadReply("MGET"));
+    }
+    size_t j = 0;
+    for (const auto& e : snap_) {
+      if (ValueOf(r[0]->element[j++]) != e.second) {
+        doomed_ = true;
+        return Err(Status::Conflict("redis: a key read earlier in the view changed"));
+      }
+    }
+    std::vector<std::optional<std::string>> out;
+    for (const auto& k : keys) {
+      out.push_back(ValueOf(r[0]->element[j++]));
+      if (snap_.emplace(k, out.back()).second) {
+        snap_bytes_ += k.size() + (out.back() ? out.back()->size() : 0);
+      }
+    }
+    return out;
+  }
+
+  // A read exchange outside snapshot mode. The first one of a View that leaves snapshot mode
+  // WATCHes and re-reads the keys read so far in the same pipeline: unchanged, they are still
+  // the state the final EXEC validates (changed: a conflict).
+  Result<std::vector<Reply>> Exchange(std::vector<Cmd> cmds) {
+    ++read_exchanges_;
+    if (!snapshot_mode_ || snap_.empty()) {
+      snapshot_mode_ = false;
+      return c_->Run(cmds);
+    }
+    snapshot_mode_ = false;
+    Cmd watch{"WATCH"}, mget{"MGET"};
+    for (const auto& e : snap_) {
+      watch.push_back(ValueKey(e.first));
+      mget.push_back(watch.back());
+    }
+    cmds.insert(cmds.begin(), {watch, mget});
+    NX_ASSIGN_OR_RETURN(auto r, c_->Run(cmds));
+    NX_TRY(c_->Check(r[0].get(), "watch"));
+    NX_TRY(c_->Check(r[1].get(), "mget"));
+    watched_ = true;
+    if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements != snap_.size()) {
+      return Err(BadReply("MGET"));
+    }
+    size_t j = 0;
+    for (const auto& e : snap_) {
+      if (ValueOf(r[1]->element[j++]) != e.second) {
+        doomed_ = true;
+        return Err(Status::Conflict("redis: a key read earlier in the view changed"));
+      }
+    }
+    snap_.clear();
+    r.erase(r.begin(), r.begin() + 2);
+    return r;
+  }
+
   std::optional<std::string> WithAdd(std::string_view key, std::optional<std::string> v) {
     auto it = adds_.find(key);
     if (it == adds_.end()) return v;
@@ -371,6 +509,10 @@ class RedisTxn final : public BufferedTxn {
   }
   RedisConn* c_;
   bool read_only_;
+  bool snapshot_mode_;
+  std::map<std::string, std::optional<std::string>, std::less<>> snap_;  // snapshot-mode reads
+  size_t snap_bytes_ = 0;
+  int read_exchanges_ = 0;
   std::map<std::string, int64_t, std::less<>> adds_;
   std::vector<std::string> ranges_;  // (min, max, count) triples for the commit script
   std::string marker_;
@@ -395,7 +537,9 @@ class RedisEngine final : public Engine {
     return Status::OK();
   }
   std::string Name() const override { return cfg_.name; }
-  EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
+  EngineStats Stats() const override {
+    return {txns_.load(), conflicts_.load(), failures_.load(), round_trips_.load()};
+  }
 
   Result<std::unique_ptr<RedisConn>> Take() {
     {
@@ -406,7 +550,7 @@ class RedisEngine final : public Engine {
         return c;
       }
     }
-    auto c = std::make_unique<RedisConn>(&cfg_);
+    auto c = std::make_unique<RedisConn>(&cfg_, &round_trips_);
     NX_TRY(c->Connect());
     return c;
   }
@@ -441,13 +585,13 @@ class RedisEngine final : public Engine {
         } else {
           // A body may fail because it read an inconsistent state: only a failure over reads
           // that are still valid is returned; otherwise it is a conflict.
-          Status v = t.Commit(false);
+          Status v = t.Validate();
           if (v.IsConflict()) s = v;
         }
       }
       const bool unavailable = (*conn)->unavailable();
       const bool in_doubt = unavailable && t.sent_commit();
-      if (!unavailable && !s.ok()) t.Abandon();
+      if (!unavailable) t.Abandon();
       Give(std::move(*conn));
       if (in_doubt) {
         auto committed = Resolve(marker, deadline);
@@ -523,7 +667,7 @@ class RedisEngine final : public Engine {
   RedisConfig cfg_;
   std::mutex mu_;
   std::vector<std::unique_ptr<RedisConn>> idle_;
-  std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0};
+  std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0}, round_trips_{0};
 };
 
 }  // namespace

@@ -1,0 +1,178 @@
+// Redis engine specifics the conformance suite does not see: round trips per transaction
+// (EngineStats::round_trips) and the snapshot of multi-key Views that read without WATCH.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "meta/kv/engine.h"
+#include "servers.h"
+
+namespace nexus::kv {
+namespace {
+
+class RedisEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    testsrv::RedisServer* server = testsrv::SharedRedis(&why);
+    if (!server) GTEST_SKIP() << why;
+    url_ = server->NewUrl();
+    auto e = Engine::Open(url_);
+    ASSERT_TRUE(e) << e.error().ToString();
+    engine_ = std::move(*e);
+    ASSERT_TRUE(engine_->Reset().ok());
+  }
+
+  // Round trips spent by `fn`.
+  template <typename F>
+  uint64_t RoundTrips(F&& fn) {
+    const uint64_t before = engine_->Stats().round_trips;
+    fn();
+    return engine_->Stats().round_trips - before;
+  }
+
+  Status Put(const std::string& k, const std::string& v) {
+    return engine_->Update([&](Txn& t) { return t.Put(k, v); });
+  }
+
+  std::string url_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(RedisEngineTest, RoundTripsPerTransaction) {
+  ASSERT_TRUE(Put("a", "1").ok());
+  ASSERT_TRUE(Put("b", "2").ok());
+  std::optional<std::string> v;
+  // A View of one key: one MGET, no WATCH/MULTI/EXEC.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->View([&](Txn& t) -> Status {
+                                NX_ASSIGN_OR_RETURN(v, t.Get("a"));
+                                return Status::OK();
+                              })
+                              .ok());
+            }),
+            1u);
+  EXPECT_EQ(v, "1");
+  // A View whose single read finds nothing and fails: still one.
+  EXPECT_EQ(RoundTrips([&] {
+              Status s = engine_->View([&](Txn& t) -> Status {
+                NX_ASSIGN_OR_RETURN(auto x, t.Get("missing"));
+                return x ? Status::OK() : Status::NotFound("missing");
+              });
+              EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+            }),
+            1u);
+  // Two reads: two MGETs, no closing EXEC. Reading a key again costs nothing.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->View([&](Txn& t) -> Status {
+                                NX_TRY(t.Get("a"));
+                                NX_TRY(t.Get("b"));
+                                NX_ASSIGN_OR_RETURN(v, t.Get("a"));
+                                return Status::OK();
+                              })
+                              .ok());
+            }),
+            2u);
+  // An Update reading two keys and writing: two reads and the commit.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->Update([&](Txn& t) -> Status {
+                                NX_TRY(t.Get("a"));
+                                NX_TRY(t.Get("b"));
+                                return t.Put("c", "3");
+                              })
+                              .ok());
+            }),
+            3u);
+  // A blind write with an Add: the commit only.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->Update([&](Txn& t) -> Status {
+                                NX_TRY(t.Put("d", "4"));
+                                return t.Add("n", 1);
+                              })
+                              .ok());
+            }),
+            1u);
+}
+
+// An Update that fails after one watched read leaves its WATCH to be cleared with the next
+// command on the connection: a change to that key afterwards must not make the next
+// transaction on the same (pooled) connection conflict.
+TEST_F(RedisEngineTest, DeferredUnwatchDoesNotLeakIntoTheNextTransaction) {
+  ASSERT_TRUE(Put("w", "0").ok());
+  Status s = engine_->Update([&](Txn& t) -> Status {
+    NX_TRY(t.Get("w"));
+    return Status::Exists("refused by the body");
+  });
+  EXPECT_EQ(s.code(), EEXIST) << s.ToString();
+  auto other = Engine::Open(url_);
+  ASSERT_TRUE(other) << other.error().ToString();
+  ASSERT_TRUE((*other)->Update([](Txn& t) { return t.Put("w", "changed"); }).ok());
+  const uint64_t conflicts = engine_->Stats().conflicts;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    NX_TRY(t.Get("x"));
+                    return t.Put("x", "1");
+                  })
+                  .ok());
+  EXPECT_EQ(engine_->Stats().conflicts, conflicts);
+}
+
+// Views reading 40 keys one at a time (past the snapshot-mode limit, so they switch to WATCH
+// mode midway) while a writer sets all of them to the same new value in each transaction:
+// every View sees one value throughout.
+TEST_F(RedisEngineTest, LongViewsSeeOneSnapshotAcrossTheSwitchToWatch) {
+  constexpr int kKeys = 40;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    for (int k = 0; k < kKeys; ++k) NX_TRY(t.Put("k" + std::to_string(k), "0"));
+                    return Status::OK();
+                  })
+                  .ok());
+  std::atomic<bool> done{false};
+  std::atomic<int> writes{0}, reads{0};
+  std::thread writer([&] {
+    while (reads == 0 && !done) std::this_thread::yield();
+    for (int i = 1; !done && i <= 400; ++i) {
+      Status s = engine_->Update([&](Txn& t) -> Status {
+        for (int k = 0; k < kKeys; ++k) {
+          NX_TRY(t.Put("k" + std::to_string(k), std::to_string(i)));
+        }
+        return Status::OK();
+      });
+      if (!s.ok()) break;
+      writes++;
+    }
+    done = true;
+  });
+  int mixed = 0;
+  while (!done || reads < 20) {
+    bool same = true;
+    Status s = engine_->View([&](Txn& t) -> Status {
+      same = true;
+      std::optional<std::string> first;
+      for (int k = 0; k < kKeys; ++k) {
+        NX_ASSIGN_OR_RETURN(auto v, t.Get("k" + std::to_string(k)));
+        if (k == 0) first = v;
+        if (v != first) same = false;
+      }
+      return Status::OK();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    if (!same) mixed++;
+    reads++;
+  }
+  done = true;
+  writer.join();
+  EXPECT_EQ(mixed, 0) << "in " << reads << " views";
+  EXPECT_GT(writes, 0);
+}
+
+}  // namespace
+}  // namespace nexus::kv
