@@ -146,6 +146,10 @@ Result<uint64_t> MetaImpl::RemoveTree(const Context& ctx, Ino parent, std::strin
         } else {
           NX_TRY(keys::DecodeAttr(*attrs[i], &a).With(ewhat));
         }
+        if (a.type == FileType::kDir && a.nlink == 0) {  // rmdir drops both at once
+          return Status::Errno(
+              EIO, ewhat + ": names removed directory " + std::to_string(inos[i]) + " (run fsck)");
+        }
         if (a.type == FileType::kDir) {
           NX_TRY(CheckSticky(ctx, d, a, ewhat));  // fail before emptying it, not after
           out.subdirs.push_back(TreeFrame{f.ino, names[i], inos[i], {}});
