@@ -345,5 +345,44 @@ TEST_P(MetaRmrTest, LargeTreeInBoundedTransactions) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, MetaRmrTest, testing::ValuesIn(EngineUrls()), EngineTestName);
 
+// An etcd left at its default --max-txn-ops (128) refuses a transaction of 512 removals with
+// E2BIG: RemoveTree shrinks its batches until they fit, and still removes everything.
+TEST(MetaRmrEtcdLimit, ShrinksBatchesToTheServerLimit) {
+  if (test::EtcdServer::Binary().empty()) GTEST_SKIP() << "etcd is not installed (etcd-server)";
+  test::EtcdServer server;
+  server.extra_flags = {"--max-txn-ops=128"};
+  ASSERT_OK(server.Start());
+  auto engine = kv::Engine::Open("etcd://" + server.endpoint() + "/rmr-limit");
+  ASSERT_TRUE(engine.has_value()) << engine.error().ToString();
+  auto meta = Meta::Create(std::move(*engine));
+  meta::Format f;
+  f.name = "limit";
+  f.uuid = "00000000-0000-0000-0000-000000000009";
+  f.storage = "mem";
+  ASSERT_OK(meta->Format(f, false));
+  const Context root = Context::Root();
+  auto t = meta->Mkdir(root, kRootIno, "t", 0755);
+  ASSERT_TRUE(t.has_value()) << t.error().ToString();
+  auto sub = meta->Mkdir(root, t->ino, "sub", 0755);
+  ASSERT_TRUE(sub.has_value()) << sub.error().ToString();
+  for (int i = 0; i < 150; ++i) {
+    const Ino dir = i % 3 ? t->ino : sub->ino;
+    ASSERT_TRUE(meta->Mknod(root, dir, "f" + std::to_string(i), FileType::kFile, 0644, 0)) << i;
+  }
+  // The limit is real: one transaction of 200 writes is refused (and changes nothing).
+  Status whole = meta->engine()->Update([&](kv::Txn& txn) -> Status {
+    for (int i = 0; i < 200; ++i) NX_TRY(txn.Put("probe" + std::to_string(i), "x"));
+    return Status::OK();
+  });
+  ASSERT_EQ(whole.code(), E2BIG) << whole.ToString();
+  auto n = meta->RemoveTree(root, kRootIno, "t");
+  ASSERT_TRUE(n.has_value()) << n.error().ToString();
+  EXPECT_EQ(*n, 152u);
+  EXPECT_ERRNO(meta->Lookup(root, kRootIno, "t"), ENOENT);
+  auto st = meta->GetStatFs(kRootIno);
+  ASSERT_TRUE(st.has_value()) << st.error().ToString();
+  EXPECT_EQ(st->used_inodes, 0u);
+}
+
 }  // namespace
 }  // namespace nexus::meta
