@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -139,7 +140,7 @@ TEST_F(RedisEngineTest, LongViewsSeeOneSnapshotAcrossTheSwitchToWatch) {
   std::atomic<int> writes{0}, reads{0};
   std::thread writer([&] {
     while (reads == 0 && !done) std::this_thread::yield();
-    for (int i = 1; !done && i <= 400; ++i) {
+    for (int i = 1; !done && i <= 200; ++i) {
       Status s = engine_->Update([&](Txn& t) -> Status {
         for (int k = 0; k < kKeys; ++k) {
           NX_TRY(t.Put("k" + std::to_string(k), std::to_string(i)));
@@ -148,6 +149,7 @@ TEST_F(RedisEngineTest, LongViewsSeeOneSnapshotAcrossTheSwitchToWatch) {
       });
       if (!s.ok()) break;
       writes++;
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
     }
     done = true;
   });
@@ -161,6 +163,9 @@ TEST_F(RedisEngineTest, LongViewsSeeOneSnapshotAcrossTheSwitchToWatch) {
         NX_ASSIGN_OR_RETURN(auto v, t.Get("k" + std::to_string(k)));
         if (k == 0) first = v;
         if (v != first) same = false;
+        // The 16th read is the last one in snapshot mode: give the writer time to commit
+        // before the View WATCHes what it read so far.
+        if (k == 15) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       return Status::OK();
     });
