@@ -1,5 +1,6 @@
 // nexusfs gc: finds block objects no slice references, releases pending deletions, compacts
 // fragmented chunks (docs/operations.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@ struct GcArgs {
   std::string meta_url;
   bool do_delete = false;
   bool compact = false;
+  bool full = false;
   bool json = false;
   int threads = 10;
   std::string min_age = "1h";
@@ -73,6 +75,10 @@ void RunGc(const GcArgs& a) {
   ops::GcOptions o;
   o.do_delete = a.do_delete;
   o.compact = a.compact;
+  o.full = a.full;
+  // A session that recorded no timeout of its own is judged by the window too (capped at the
+  // stale-session default): --min-age 0 says no client is writing.
+  o.session_timeout_ns = std::min<int64_t>(*age, o.session_timeout_ns);
   o.threads = a.threads;
   o.min_age_ns = *age;
   o.block_prefix = f.name + "/";
@@ -101,15 +107,32 @@ void RunGc(const GcArgs& a) {
                           {"pending_slices", r->pending_slices},
                           {"slices_released", r->slices_released},
                           {"chunks_compacted", r->chunks_compacted},
+                          {"mode", a.full ? "full" : "recorded"},
+                          {"list_calls", r->list_calls},
+                          {"ranges", r->ranges},
+                          {"ranges_active", r->ranges_active},
+                          {"ranges_waiting", r->ranges_waiting},
+                          {"ranges_removed", r->ranges_removed},
+                          {"unrecorded_below", r->unrecorded_below},
                           {"leaked_keys", r->leaked_keys},
                           {"seconds", secs}};
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    std::printf("objects:    %llu (%s)\n", (unsigned long long)r->objects, Bytes(r->bytes).c_str());
-    std::printf("referenced: %llu (%s)\n", (unsigned long long)r->referenced,
-                Bytes(r->referenced_bytes).c_str());
-    std::printf("pending:    %llu (%s) of slices awaiting deletion\n",
-                (unsigned long long)r->pending, Bytes(r->pending_bytes).c_str());
+    if (a.full) {
+      std::printf("objects:    %llu (%s)\n", (unsigned long long)r->objects,
+                  Bytes(r->bytes).c_str());
+      std::printf("referenced: %llu (%s)\n", (unsigned long long)r->referenced,
+                  Bytes(r->referenced_bytes).c_str());
+      std::printf("pending:    %llu (%s) of slices awaiting deletion\n",
+                  (unsigned long long)r->pending, Bytes(r->pending_bytes).c_str());
+    } else {
+      std::printf("batches:    %llu recorded (%llu of live sessions, %llu inside --min-age)\n",
+                  (unsigned long long)r->ranges, (unsigned long long)r->ranges_active,
+                  (unsigned long long)r->ranges_waiting);
+      std::printf("objects:    %llu (%s) of uncommitted slice ids, in %llu narrow lists\n",
+                  (unsigned long long)r->objects, Bytes(r->bytes).c_str(),
+                  (unsigned long long)r->list_calls);
+    }
     std::printf("leaked:     %llu (%s)\n", (unsigned long long)r->leaked,
                 Bytes(r->leaked_bytes).c_str());
     std::printf("young:      %llu (%s) unreferenced but inside --min-age %s, kept\n",
@@ -133,7 +156,16 @@ void RunGc(const GcArgs& a) {
     }
     if (a.compact)
       std::printf("compacted:  %llu chunks\n", (unsigned long long)r->chunks_compacted);
+    if (a.do_delete && !a.full) {
+      std::printf("closed:     %llu batches\n", (unsigned long long)r->ranges_removed);
+    }
     std::printf("gc: %.2f s\n", secs);
+  }
+  if (r->unrecorded_below > 1) {
+    std::fprintf(stderr,
+                 "gc: no allocation records before slice %llu (ids taken before this version): "
+                 "run gc --full once\n",
+                 (unsigned long long)r->unrecorded_below);
   }
   if (r->delete_failed) SetExitCode(1);
 }
@@ -148,6 +180,9 @@ void RegisterGc(CLI::App& app) {
   cmd->add_flag("--delete", a->do_delete,
                 "Delete leaked objects and release pending deletions (default: only count)");
   cmd->add_flag("--compact", a->compact, "Compact chunks of 5 or more slices first");
+  cmd->add_flag("--full", a->full,
+                "List every block object of the volume (volumes from before slice batches were "
+                "recorded; a cross-check) instead of only the uncommitted recorded slice ids");
   cmd->add_flag("--json", a->json, "Print the report as JSON");
   cmd->add_option("-p,--threads", a->threads, "Parallel deletes")->capture_default_str();
   cmd->add_option("--min-age", a->min_age,

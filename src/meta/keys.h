@@ -24,6 +24,11 @@
 //   SE<sid>                   session info (JSON);  SH<sid> heartbeat (ns, 8 bytes)
 //   SS<sid><ino>              inode open in session sid (index for session cleanup)
 //   U<ino>                    directory usage;  QD<ino> directory quota
+//   R                         floor(8, BE): slice ids from floor on were taken in recorded
+//                             batches (set with the first one; gc --full lowers it to 1)
+//   R<first>                  slice ids [first, end) one client took from nextSlice, written in
+//                             the same transaction: EncodeSliceRange; gc removes it once every
+//                             id in it is committed or cleaned (ops/gc.cc)
 #pragma once
 
 #include <optional>
@@ -137,6 +142,13 @@ inline std::string DirQuota(Ino ino) {
   return k;
 }
 
+inline std::string SliceRangeFloor() { return "R"; }
+inline std::string SliceRange(uint64_t first) {
+  std::string k = "R";
+  PutBE64(&k, first);
+  return k;
+}
+
 // ---- records ----
 constexpr uint8_t kAttrVersion = 1;
 constexpr size_t kSliceRecordSize = 24;  // pos(4) id(8) size(4) off(4) len(4)
@@ -150,6 +162,30 @@ Status DecodeDentry(std::string_view in, FileType* type, Ino* ino);
 
 void AppendSlice(std::string* dst, const Slice& s);
 Status DecodeSlices(std::string_view in, std::vector<Slice>* out);
+
+// A batch of slice ids taken from the counter: [first, end), by session `sid` (0: a client
+// without a session), at `time` (ns). Encoded as end(8) sid(8) time(8), big-endian.
+struct SliceRangeRecord {
+  uint64_t first = 0, end = 0, sid = 0;
+  int64_t time = 0;
+};
+constexpr size_t kSliceRangeSize = 24;
+inline std::string EncodeSliceRange(const SliceRangeRecord& r) {
+  std::string v;
+  PutBE64(&v, r.end);
+  PutBE64(&v, r.sid);
+  PutBE64(&v, static_cast<uint64_t>(r.time));
+  return v;
+}
+// False unless `key` is R<first> and `value` a well-formed record with first < end.
+inline bool DecodeSliceRange(std::string_view key, std::string_view value, SliceRangeRecord* r) {
+  if (key.size() != 9 || key[0] != 'R' || value.size() != kSliceRangeSize) return false;
+  r->first = GetBE64(key.data() + 1);
+  r->end = GetBE64(value.data());
+  r->sid = GetBE64(value.data() + 8);
+  r->time = static_cast<int64_t>(GetBE64(value.data() + 16));
+  return r->first < r->end;
+}
 
 std::string EncodeU64(uint64_t v);        // 8 bytes little-endian (counters)
 uint64_t DecodeU64(std::string_view in);  // 0 when shorter than 8 bytes

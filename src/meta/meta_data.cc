@@ -274,10 +274,24 @@ Result<uint64_t> MetaImpl::NewSliceId() {
   if (next_slice_ >= end_slice_) {
     const uint32_t batch = std::max<uint32_t>(options_.slice_batch, 1);
     uint64_t end = 0;
+    const uint64_t sid = sid_;
     NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
       NX_ASSIGN_OR_RETURN(int64_t v, txn.Increment(keys::Counter("nextSlice"), batch));
       end = static_cast<uint64_t>(v);
-      return Status::OK();
+      // The batch is recorded with the counter (one key per batch): gc finds the ids in it
+      // that never committed without listing the bucket (ops/gc.cc).
+      keys::SliceRangeRecord r;
+      r.first = end >= batch ? end - batch : 0;
+      r.end = end;
+      r.sid = sid;
+      r.time = NowNanos();
+      NX_ASSIGN_OR_RETURN(auto floor, txn.Get(keys::SliceRangeFloor()));
+      if (!floor) {
+        std::string f;
+        PutBE64(&f, r.first);
+        NX_TRY(txn.Put(keys::SliceRangeFloor(), f));
+      }
+      return txn.Put(keys::SliceRange(r.first), keys::EncodeSliceRange(r));
     }));
     next_slice_ = end - batch;
     end_slice_ = end;

@@ -93,10 +93,18 @@ Result<FsckReport> Fsck(meta::Meta* meta, object::ObjectStore* store, const Fsck
 struct GcOptions {
   bool do_delete = false;
   bool compact = false;
+  // List every object under "<name>/chunks/" (volumes formatted before slice-id batches were
+  // recorded, and a cross-check). Default: only the ids of the recorded batches (R records of
+  // src/meta/keys.h) that no chunk references are looked up, by narrow prefixes.
+  bool full = false;
   int threads = 10;
   // Unreferenced objects younger than this may belong to an upload whose commit is under way:
-  // they are counted apart and never deleted.
+  // they are counted apart and never deleted. A recorded batch is closed only when no id of it
+  // can have been handed out for this long (its session is gone, or took a later batch).
   int64_t min_age_ns = 3600LL * 1000000000LL;
+  // A session whose last heartbeat is newer than this (or than its own recorded timeout) is
+  // live: its current batch is never closed.
+  int64_t session_timeout_ns = 300LL * 1000000000LL;
   int compact_min_slices = 5;  // --compact: chunks with at least this many records
   std::string block_prefix;    // "<name>/"
   uint32_t block_size = 4 << 20;
@@ -116,6 +124,13 @@ struct GcReport {
   uint64_t pending_slices = 0;   // L records before cleanup
   uint64_t slices_released = 0;  // removed by CleanupDeleted
   uint64_t chunks_compacted = 0;
+  uint64_t list_calls = 0;  // List requests sent to the store
+  // Default mode: recorded batches, those of live sessions (never closed), those inside the
+  // window (kept), and those removed (every id committed, or its objects deleted).
+  uint64_t ranges = 0, ranges_active = 0, ranges_waiting = 0, ranges_removed = 0;
+  // Default mode: slice ids below this were taken before batches were recorded; only gc --full
+  // finds their leaks (0: every id is covered).
+  uint64_t unrecorded_below = 0;
   std::vector<std::string> leaked_keys;  // the first max_listed_keys
   std::vector<std::string> foreign_keys;
 };

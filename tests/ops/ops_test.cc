@@ -16,6 +16,7 @@
 
 #include "chunk/chunk_store.h"
 #include "common/encoding.h"
+#include "list_recorder.h"
 #include "meta/keys.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -246,15 +247,46 @@ TEST_F(OpsTest, GcFindsExactlyTheObjectsLeakedByAKilledClient) {
   EXPECT_EQ(jy["leaked"], 0);
   EXPECT_EQ(jy["young"].get<size_t>(), leaked.size());
 
-  // With no window: exactly the unreferenced objects, and a dry run deletes nothing.
+  // With no window: exactly the unreferenced objects, and a dry run deletes nothing. The
+  // default mode finds them from the recorded slice id batches, with a few narrow Lists.
   Output dry = Nexusfs("gc " + Meta() + " --min-age 0 --json");
   ASSERT_EQ(dry.code, 0) << dry.out;
   auto jd = nlohmann::json::parse(dry.out);
   std::set<std::string> found;
   for (const auto& k : jd["leaked_keys"]) found.insert(k.get<std::string>());
   EXPECT_EQ(found, leaked);
-  EXPECT_EQ(jd["objects"].get<size_t>(), before.size());
-  EXPECT_EQ(jd["referenced"].get<size_t>(), before.size() - leaked.size());
+  EXPECT_EQ(jd["objects"].get<size_t>(), leaked.size());  // only uncommitted ids are looked up
+  EXPECT_EQ(jd["unrecorded_below"].get<size_t>(), 0u);
+  EXPECT_LE(jd["list_calls"].get<size_t>(), 10u);
+  EXPECT_EQ(Objects(), before);
+
+  // The full listing agrees.
+  Output full = Nexusfs("gc " + Meta() + " --full --min-age 0 --json");
+  ASSERT_EQ(full.code, 0) << full.out;
+  auto jf = nlohmann::json::parse(full.out);
+  std::set<std::string> found_full;
+  for (const auto& k : jf["leaked_keys"]) found_full.insert(k.get<std::string>());
+  EXPECT_EQ(found_full, leaked);
+  EXPECT_EQ(jf["objects"].get<size_t>(), before.size());
+  EXPECT_EQ(jf["referenced"].get<size_t>(), before.size() - leaked.size());
+
+  // In-process, every List the default mode sends is one block directory or narrower.
+  {
+    auto c = Client::Open(Meta(), Bucket());
+    ASSERT_NE(c, nullptr);
+    test::ListRecorder rec(c->store.get());
+    ops::GcOptions o;
+    o.min_age_ns = 0;
+    o.session_timeout_ns = 0;
+    o.block_prefix = std::string(kVol) + "/";
+    o.block_size = kBlock;
+    auto r = ops::Gc(c->meta.get(), &rec, o);
+    ASSERT_TRUE(r.has_value()) << r.error().ToString();
+    EXPECT_EQ(std::set<std::string>(r->leaked_keys.begin(), r->leaked_keys.end()), leaked);
+    const auto lists = rec.Take();
+    EXPECT_FALSE(lists.empty());
+    for (const auto& p : lists) EXPECT_TRUE(test::NarrowBlockPrefix(p)) << p;
+  }
   EXPECT_EQ(Objects(), before);
 
   Output del = Nexusfs("gc " + Meta() + " --min-age 0 --delete --json");
