@@ -51,7 +51,7 @@ struct PendingSlice {
 // committed chunk records. Guarded by `mu`.
 struct FileState {
   std::mutex mu;
-  std::condition_variable changed;  // an upload of this file finished
+  std::condition_variable changed;  // an upload of this file finished, or a commit left `pending`
   std::deque<std::shared_ptr<PendingSlice>> pending;
   int inflight = 0;  // uploads running for this file
   int64_t last_write = 0;
@@ -117,6 +117,10 @@ class ChunkStoreImpl final : public ChunkStore {
                                                     uint64_t* generation = nullptr);
   Status ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
                         char* out);
+  // One attempt of ReadChunkRange; `used` gets the committed records it resolved and
+  // `generation` the generation of `f` they were valid at.
+  Status ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
+                            char* out, std::vector<meta::Slice>* used, uint64_t* generation);
   // Reads [off, off+len) of committed slice `id` of `size` bytes.
   // `sequential`: the reader is streaming (readahead is fetching whole blocks), so a small miss
   // waits for its block instead of sending a ranged GET of its own.

@@ -1,5 +1,7 @@
 // The read path: committed records overlaid with this client's unflushed slices, whole-block
 // fetches through the memory cache with one download per block, and sequential readahead.
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "chunk/chunk_impl.h"
@@ -42,8 +44,12 @@ Result<size_t> ChunkStoreImpl::Read(meta::Ino ino, uint64_t off, char* buf, size
     uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
     uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
     uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, meta::kChunkSize - pos));
-    NX_TRY(ReadChunkRange(ino, *f, chunk, pos, n, buf + done)
-               .With("read inode " + std::to_string(ino) + " at " + std::to_string(at)));
+    Status st = ReadChunkRange(ino, *f, chunk, pos, n, buf + done);
+    if (!st.ok()) {
+      st = st.With("read inode " + std::to_string(ino) + " at " + std::to_string(at));
+      NX_LOG_ERROR("{}", st.ToString());  // names the object that failed, if one did
+      return Err(std::move(st));
+    }
     done += n;
   }
   return done;
@@ -67,8 +73,39 @@ Result<std::vector<meta::Slice>> ChunkStoreImpl::CommittedRecords(meta::Ino ino,
   return recs;
 }
 
+// A read that fails may have raced with a compaction, here or by another client: the slices it
+// resolved were replaced and their objects deleted under it. Then either the chunk's records in
+// Meta differ from the ones it used, and it reads again with the new ones; or it read one of this
+// client's pending slices that was committed, compacted and deleted before its commit returned
+// here (the commit has not left `pending` yet): then it waits for that commit to move the
+// generation and reads again. A failure over records that are still current is real.
 Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
                                       uint32_t len, char* out) {
+  for (int attempt = 0;; ++attempt) {
+    std::vector<meta::Slice> used;
+    uint64_t gen = 0;
+    Status st = ReadChunkRangeOnce(ino, f, chunk, pos, len, out, &used, &gen);
+    if (st.ok() || attempt == 4) return st;
+    auto now = meta_->ReadChunk(ino, chunk);
+    if (!now) return st;
+    std::unique_lock lock(f.mu);
+    if (*now != used) {
+      f.records.erase(chunk);
+      f.generation++;
+      continue;
+    }
+    const bool read_pending = std::any_of(f.pending.begin(), f.pending.end(),
+                                          [&](const auto& s) { return s->chunk == chunk; });
+    if (!read_pending ||
+        !f.changed.wait_for(lock, std::chrono::seconds(5), [&] { return f.generation != gen; })) {
+      return st;
+    }
+  }
+}
+
+Status ChunkStoreImpl::ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
+                                          uint32_t len, char* out, std::vector<meta::Slice>* used,
+                                          uint64_t* generation) {
   // The committed records and this client's pending slices must be one consistent picture: a
   // slice committed (and dropped from `pending`) after the records were read would be in
   // neither. So take the pending slices at the generation the records are valid at, and read
@@ -82,8 +119,10 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
     uint64_t gen = 0;
     NX_ASSIGN_OR_RETURN(recs, CommittedRecords(ino, f, chunk, &gen));
     committed = recs.size();
+    *used = recs;
     std::lock_guard lock(f.mu);
     if (f.generation != gen) continue;
+    *generation = gen;
     sequential = f.readahead > 0;
     for (const auto& s : f.pending) {
       if (s->chunk != chunk || s->len == 0) continue;
@@ -222,8 +261,7 @@ Status ChunkStoreImpl::ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, u
     last = Status::IOError("get " + key + ": " + got.error().ToString());
     if (got.error().code() == ENOENT) break;
   }
-  NX_LOG_ERROR("{}", last.message());
-  return last;
+  return last;  // the caller logs what finally fails (a retry after a compaction may not)
 }
 
 Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t id, uint32_t index,
@@ -265,12 +303,11 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
     if (got) {
       result = Err(EIO, "object " + key + " has " + std::to_string(got->size()) +
                             " bytes, expected " + std::to_string(size));
-      NX_LOG_ERROR("{}", result.error().message());
       break;
     }
     result = Err(EIO, "get " + key + ": " + got.error().ToString());
     if (got.error().code() == ENOENT) {
-      NX_LOG_ERROR("block object {} is missing", key);
+      result = Err(EIO, "block object " + key + " is missing");
       break;
     }
   }

@@ -221,6 +221,7 @@ Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState
         compact = true;
       }
     }
+    f->changed.notify_all();  // a read waiting for this commit (see ReadChunkRange)
     if (compact) RequestCompaction(ino, s->chunk);
   }
   return Status::OK();
