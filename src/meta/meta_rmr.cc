@@ -168,16 +168,16 @@ Result<uint64_t> MetaImpl::RemoveTree(const Context& ctx, Ino parent, std::strin
         out.cursor.clear();
       } else {
         // Listed from the start to the end, and every entry removed here: D is empty.
+        const std::string fwhat = "remove tree: " + EntryName(f.parent, f.name);
         NX_ASSIGN_OR_RETURN(Attr p, GetAttrTxn(txn, f.parent));
-        NX_TRY(CheckDirWrite(ctx, p, f.parent, what));
+        NX_TRY(CheckDirWrite(ctx, p, f.parent, fwhat));
         NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Dentry(f.parent, f.name)));
         FileType t;
         Ino ino = 0;
         if (v) NX_TRY(keys::DecodeDentry(*v, &t, &ino).With(dwhat));
         out.finished = true;
         if (ino == f.ino) {  // else it was renamed or removed meanwhile: nothing left to do
-          NX_TRY(RemoveEntryTxn(txn, ctx, f.parent, p, f.name, f.ino, d, now,
-                                "remove tree: " + EntryName(f.parent, f.name), &deltas));
+          NX_TRY(RemoveEntryTxn(txn, ctx, f.parent, p, f.name, f.ino, d, now, fwhat, &deltas));
           NX_TRY(PutAttrTxn(txn, f.parent, p));
           ++out.removed;
           return deltas.FlushTxn(txn);  // D's attributes are gone (or kept, nlink 0, while open)
