@@ -1,13 +1,16 @@
 // FuseServer: session creation, mounting and the multi-threaded request loop.
 #include "fuse/fuse_server.h"
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "common/logging.h"
 #include "fuse/fuse_ops.h"
 #include "fuse/lock_waiter.h"
+#include "vfs/vfs.h"
 
 namespace nexus::fuse {
 namespace {
@@ -72,6 +75,14 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(vfs::Vfs* vfs, const FuseO
     return Err(EIO, "mount at " + options.mountpoint + " failed: " + TakeLastFuseError());
   }
   server->mounted_ = true;
+  // Requests that remove entries behind the kernel's back (.control rmr) drop its dentry.
+  struct fuse_session* se = server->se_;
+  vfs->SetEntryInvalidator([se](vfs::Ino parent, std::string_view name) {
+    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.data(), name.size());
+    if (rc != 0 && rc != -ENOENT) {
+      NX_LOG_DEBUG("invalidating entry '{}' of {}: {}", name, parent, std::strerror(-rc));
+    }
+  });
   NX_LOG_INFO("mounted {} at {} (options {})", options.fsname, options.mountpoint, opts);
   return server;
 }
@@ -82,6 +93,7 @@ FuseServer::FuseServer(vfs::Vfs* vfs, FuseOptions options)
 FuseServer::~FuseServer() {
   lock_waiter_.reset();  // answers requests still waiting for a lock
   if (se_ == nullptr) return;
+  vfs_->SetEntryInvalidator({});  // waits for an invalidation under way
   if (mounted_) fuse_session_unmount(se_);
   fuse_session_destroy(se_);
 }

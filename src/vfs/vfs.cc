@@ -36,7 +36,11 @@ Vfs::Vfs(meta::Meta* meta, chunk::ChunkStore* chunks, VfsOptions options)
   if (options_.readdir_batch == 0) options_.readdir_batch = 1000;
 }
 
-Vfs::~Vfs() = default;
+Vfs::~Vfs() {
+  // Requests of .control still running use this Vfs: wait for them.
+  std::unique_lock<std::mutex> lock(control_mu_);
+  control_cv_.wait(lock, [this] { return control_running_ == 0; });
+}
 
 Status Vfs::CheckWritable() const {
   if (options_.read_only) return Status::Errno(EROFS, "the file system is mounted read-only");
@@ -74,6 +78,8 @@ Result<Attr> Vfs::GetAttr(Ino ino) {
 Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrRequest& req,
                           uint64_t fh) {
   Count(Op::kSetAttr);
+  // `echo REQUEST > .control` truncates first: a no-op on the request file.
+  if (ino == kControlIno && req.mask == meta::kSetSize && req.size == 0) return InternalAttr(ino);
   if (IsInternalIno(ino)) return Err(EPERM, "internal files cannot be changed");
   NX_TRY(CheckWritable());
   meta::SetAttrRequest rest = req;
@@ -174,8 +180,8 @@ Result<meta::StatFs> Vfs::StatFs(Ino ino) {
 Status Vfs::Access(const Context& ctx, Ino ino, int mask) {
   Count(Op::kAccess);
   if (IsInternalIno(ino)) {
-    return (mask & (W_OK | X_OK)) ? Status::Errno(EACCES, "internal files are read-only")
-                                  : Status::OK();
+    const int denied = ino == kControlIno ? X_OK : (W_OK | X_OK);
+    return (mask & denied) ? Status::Errno(EACCES, "internal files are read-only") : Status::OK();
   }
   if ((mask & W_OK) && options_.read_only) {
     return Status::Errno(EROFS, "the file system is mounted read-only");

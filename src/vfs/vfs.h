@@ -5,13 +5,15 @@
 //  - Every method returns an errno-valued Status/Result whose message names the object.
 //  - Close-to-open: Open re-reads attributes (Meta::Open) and drops cached slice lists
 //    (ChunkStore::Invalidate); Release returns only after the handle's data is committed.
-//  - Internal read-only files live at the root (".stats", ".config", ".accesslog") with inode
-//    numbers above meta::kMaxMetaIno. Lookup finds them by name; ReadDir does not list them.
+//  - Internal files live at the root (".stats", ".config", ".accesslog" read-only, ".control"
+//    read-write) with inode numbers above meta::kMaxMetaIno. Lookup finds them by name; ReadDir
+//    does not list them. ".control" runs one JSON request per open handle (vfs_control.cc).
 //  - Directory listings stream in bounded memory: a directory handle keeps one batch of
 //    entries and the name to continue after, whatever the directory's size.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +64,13 @@ constexpr Ino kStatsIno = meta::kMaxMetaIno + 1;
 constexpr Ino kConfigIno = meta::kMaxMetaIno + 2;
 // Streams operations while open (AccessLog); not a snapshot.
 constexpr Ino kAccessLogIno = meta::kMaxMetaIno + 3;
+// Read-write: a process writes one JSON request and reads the JSON response (vfs_control.cc).
+constexpr Ino kControlIno = meta::kMaxMetaIno + 4;
+// The largest request .control accepts (bytes); a longer one fails the write with EFBIG.
+constexpr size_t kMaxControlRequest = 64 << 10;
+
+// Drops the kernel's cached dentry `name` of directory `parent` (set by the FUSE adapter).
+using EntryInvalidator = std::function<void(Ino parent, std::string_view name)>;
 
 struct OpenResult {
   uint64_t fh = 0;
@@ -207,11 +216,27 @@ class Vfs {
   // The mount options and the volume format (secrets removed) as JSON.
   std::string ConfigText() const;
 
+  // The FUSE adapter's hook to drop kernel dentries (empty: none). Requests of .control that
+  // remove entries call it after the removal; set it to {} before the session goes away.
+  void SetEntryInvalidator(EntryInvalidator fn);
+
   void Count(Op op) { op_counts_[static_cast<int>(op)].fetch_add(1, std::memory_order_relaxed); }
 
  private:
   struct FileHandle;
   struct DirHandle;
+  struct ControlState;
+
+  // ---- .control (vfs_control.cc) ----
+  Result<size_t> ControlWrite(const Context& ctx, FileHandle& h, const char* data, size_t len);
+  Result<size_t> ControlRead(FileHandle& h, uint64_t off, char* buf, size_t len);
+  // Runs one parsed request as `ctx`; returns the final response object (without "ok").
+  Result<std::string> RunControl(const Context& ctx, const std::string& request,
+                                 ControlState& state);
+  Result<std::string> ControlInfo(const Context& ctx, Ino ino);
+  Result<std::string> ControlRmr(const Context& ctx, Ino parent, const std::string& name,
+                                 ControlState& state);
+  void InvalidateEntry(Ino parent, std::string_view name);
 
   std::optional<Ino> InternalIno(Ino parent, std::string_view name) const;
   Result<Attr> InternalAttr(Ino ino) const;
@@ -272,6 +297,14 @@ class Vfs {
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> open_files_{0};
   AccessLog access_log_;
+
+  std::mutex inval_mu_;
+  EntryInvalidator inval_entry_;
+
+  // Requests of .control run on their own threads; the destructor waits for them.
+  std::mutex control_mu_;
+  std::condition_variable control_cv_;
+  int control_running_ = 0;
 };
 
 }  // namespace nexus::vfs

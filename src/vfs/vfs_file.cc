@@ -155,6 +155,7 @@ Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off,
   Count(Op::kRead);
   auto h = FindFile(fh);
   if (!h) return Err(EBADF, "read: no open file " + std::to_string(fh));
+  if (h->control) return ControlRead(*h, off, buf, len);
   if (h->internal && h->ino == kAccessLogIno) {
     std::string lines = access_log_.Read(h->log_reader, len, kAccessLogWaitNs);
     std::copy_n(lines.data(), lines.size(), buf);
@@ -190,6 +191,7 @@ Result<size_t> Vfs::Write(const Context& ctx, Ino ino, uint64_t fh, uint64_t off
   Count(Op::kWrite);
   auto h = FindFile(fh);
   if (!h) return Err(EBADF, "write: no open file " + std::to_string(fh));
+  if (h->control) return ControlWrite(ctx, *h, data, len);
   if (h->internal) return Err(EBADF, "internal files are read-only");
   if (!h->Writable() && !options_.writeback_cache) {
     return Err(EBADF, "write: inode " + std::to_string(ino) + " is open read-only");

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -12,12 +14,27 @@
 
 namespace nexus::vfs {
 
+// One request of .control: the request bytes written so far, then the response stream (zero or
+// more progress lines, then one final line) filled by the thread that runs it.
+struct Vfs::ControlState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string request;
+  bool started = false;   // a complete request was received (or refused): no more writes
+  std::string response;   // NDJSON lines
+  bool done = false;      // the final line is in `response`
+  uint64_t read_pos = 0;  // bytes of `response` already read
+  std::atomic<uint64_t> progress{0};  // entries handled so far (rmr)
+  uint64_t progress_shown = 0;        // the count of the last progress line (under mu)
+};
+
 struct Vfs::FileHandle {
   Ino ino = 0;
   int flags = 0;
   bool internal = false;
-  std::string content;      // internal files: the snapshot taken at open
-  uint64_t log_reader = 0;  // .accesslog: the AccessLog reader of this handle
+  std::string content;                    // internal files: the snapshot taken at open
+  uint64_t log_reader = 0;                // .accesslog: the AccessLog reader of this handle
+  std::shared_ptr<ControlState> control;  // .control: this handle's request
   std::atomic<bool> wrote{false};
 
   bool Writable() const { return (flags & O_ACCMODE) != O_RDONLY; }

@@ -2,6 +2,7 @@
 //   .stats   operation and byte counters in Prometheus text format
 //   .config  the mount's options and the volume format (secrets removed) as JSON
 //   .accesslog  one line per operation while open (AccessLog, fed by the FUSE adapter)
+//   .control  a JSON request/response channel to this mount process (vfs_control.cc)
 // Each open of .stats/.config takes a snapshot of the content; reads serve that snapshot.
 #include <fcntl.h>
 
@@ -34,6 +35,7 @@ std::optional<Ino> Vfs::InternalIno(Ino parent, std::string_view name) const {
   if (name == ".stats") return kStatsIno;
   if (name == ".config") return kConfigIno;
   if (name == ".accesslog") return kAccessLogIno;
+  if (name == ".control") return kControlIno;
   return std::nullopt;
 }
 
@@ -86,14 +88,14 @@ Result<Attr> Vfs::InternalAttr(Ino ino) const {
     content = StatsText();
   } else if (ino == kConfigIno) {
     content = ConfigText();
-  } else if (ino == kAccessLogIno) {
+  } else if (ino == kAccessLogIno || ino == kControlIno) {
     content.clear();  // a stream: no length
   } else {
     return Err(ENOENT, "no internal file with inode " + std::to_string(ino));
   }
   Attr a;
   a.type = meta::FileType::kFile;
-  a.mode = 0444;
+  a.mode = ino == kControlIno ? 0666 : 0444;
   a.nlink = 1;
   a.length = content.size();
   a.atime = a.mtime = a.ctime = NowNanos();
@@ -102,6 +104,19 @@ Result<Attr> Vfs::InternalAttr(Ino ino) const {
 }
 
 Result<OpenResult> Vfs::OpenInternal(Ino ino, int flags) {
+  if (ino == kControlIno) {
+    NX_ASSIGN_OR_RETURN(Attr attr, InternalAttr(ino));
+    auto h = std::make_shared<FileHandle>();
+    h->ino = ino;
+    h->flags = flags;
+    h->internal = true;
+    h->control = std::make_shared<ControlState>();
+    OpenResult r;
+    r.attr = attr;
+    r.direct_io = true;
+    r.fh = AddFile(std::move(h));
+    return r;
+  }
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) {
     return Err(EACCES, "internal files are read-only");
   }
