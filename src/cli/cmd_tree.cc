@@ -1,18 +1,21 @@
 // Commands that walk a directory tree with parallel readdir (cli/tree_walk.h):
 //   nexusfs warmup PATH...   reads every file once so that its blocks land in the mount's caches
 //   nexusfs summary PATH     a du-like tree of sizes, file and directory counts
-//   nexusfs rmr PATH...      removes trees: files unlinked while walking, then directories
-//                            deepest first, all with -p threads
-// Each shows a progress bar on stderr when stdout is a terminal.
+//   nexusfs rmr PATH...      removes trees: not a walk, but one request to the mount process
+//                            through its .control file (Meta::RemoveTree), which streams
+//                            progress counts back
+// Each shows a progress bar (rmr: a count) on stderr when stdout is a terminal.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -22,6 +25,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/control_client.h"
 #include "cli/progress.h"
 #include "cli/tree_walk.h"
 #include "common/clock.h"
@@ -220,64 +224,49 @@ void RunSummary(const SummaryArgs& a) {
 
 struct RmrArgs {
   std::vector<std::string> paths;
-  int threads = 8;
 };
 
-// Unlinks the files of every directory while walking, then removes the directories, deepest
-// first (one depth level at a time, in parallel).
-Status RemoveTree(const std::string& root, int threads, Progress& prog) {
-  std::mutex mu;
-  std::map<int, std::vector<std::string>, std::greater<int>> dirs_by_depth;
-  Status s = ParallelWalk(
-      root, threads,
-      [&](const std::string& dir, int depth, const std::vector<WalkEntry>& es) -> Status {
-        for (const auto& e : es) {
-          if (e.is_dir) continue;
-          std::string p = dir + "/" + e.name;
-          if (unlink(p.c_str()) != 0 && errno != ENOENT) {
-            return Errno("unlink " + p);
-          }
-          prog.Add();
-        }
-        std::lock_guard<std::mutex> lock(mu);
-        dirs_by_depth[depth].push_back(dir);
-        return Status::OK();
-      });
-  if (!s.ok()) return s;
-  for (auto& [depth, dirs] : dirs_by_depth) {
-    std::atomic<size_t> next{0};
-    std::vector<Status> errs(std::max(1, threads));
-    std::vector<std::thread> pool;
-    for (int t = 0; t < std::max(1, threads); ++t) {
-      pool.emplace_back([&, t] {
-        for (size_t i; (i = next.fetch_add(1)) < dirs.size();) {
-          if (rmdir(dirs[i].c_str()) != 0 && errno != ENOENT) {
-            errs[t] = Errno("rmdir " + dirs[i]);
-            return;
-          }
-          prog.Add();
-        }
-      });
-    }
-    for (auto& th : pool) th.join();
-    for (const auto& e : errs) {
-      if (!e.ok()) return e;
-    }
+// Removes one path through the mount's .control: the mount process deletes the tree inside the
+// metadata engine (Meta::RemoveTree) as the caller, then drops the kernel's cached dentry.
+Status RemoveOne(const std::string& arg) {
+  std::string path = arg;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return Errno("stat " + path);
+  NX_ASSIGN_OR_RETURN(MountRef mount, FindMount(path));
+  const std::filesystem::path p(path);
+  const std::string name = p.filename().string();
+  std::string parent = p.parent_path().string();
+  if (parent.empty()) parent = ".";
+  char real[PATH_MAX];
+  if (S_ISDIR(st.st_mode) && realpath(path.c_str(), real) != nullptr && mount.root == real) {
+    return Status::Errno(EBUSY, "cannot remove " + path + ": it is the mount point");
+  }
+  if (name.empty() || name == "." || name == "..") {
+    return Status::Errno(EINVAL, "cannot remove " + path + ": name it by its last component");
+  }
+  struct stat pst;
+  if (stat(parent.c_str(), &pst) != 0) return Errno("stat " + parent);
+  Progress prog("rmr " + path + ": entries removed", 0);
+  uint64_t shown = 0;
+  auto r = ControlRequest(mount.control, {{"op", "rmr"}, {"parent", pst.st_ino}, {"name", name}},
+                          [&](uint64_t n) {
+                            if (n > shown) prog.Add(n - shown), shown = n;
+                          });
+  if (r && (*r)["removed"].is_number_unsigned()) {
+    uint64_t n = (*r)["removed"].get<uint64_t>();
+    if (n > shown) prog.Add(n - shown);
+  }
+  prog.Done();
+  if (!r) {
+    return Status::Errno(r.error().code(), "cannot remove " + path + ": " + r.error().message());
   }
   return Status::OK();
 }
 
 void RunRmr(const RmrArgs& a) {
   for (const auto& p : a.paths) {
-    struct stat st;
-    if (lstat(p.c_str(), &st) != 0) return Fail("rmr", Errno("stat " + p));
-    if (!S_ISDIR(st.st_mode)) {
-      if (unlink(p.c_str()) != 0) return Fail("rmr", Errno("unlink " + p));
-      continue;
-    }
-    Progress prog("rmr " + p + ": entries removed", 0);
-    Status s = RemoveTree(p, a.threads, prog);
-    prog.Done();
+    Status s = RemoveOne(p);
     if (!s.ok()) return Fail("rmr", s);
   }
 }
@@ -305,9 +294,9 @@ void RegisterSummary(CLI::App& app) {
 
 void RegisterRmr(CLI::App& app) {
   auto a = std::make_shared<RmrArgs>();
-  auto* cmd = app.add_subcommand("rmr", "Remove directory trees quickly (parallel unlink)");
-  cmd->add_option("PATH", a->paths, "Directories (or files) to remove")->required();
-  cmd->add_option("-p,--threads", a->threads, "Parallel removals")->capture_default_str();
+  auto* cmd = app.add_subcommand(
+      "rmr", "Remove directory trees quickly (in the mount's metadata engine, via .control)");
+  cmd->add_option("PATH", a->paths, "Directories (or files) on a NexusFS mount")->required();
   cmd->callback([a] { RunRmr(*a); });
 }
 

@@ -28,6 +28,7 @@ void RegisterBench(CLI::App& app);
 void RegisterWarmup(CLI::App& app);
 void RegisterSummary(CLI::App& app);
 void RegisterRmr(CLI::App& app);
+void RegisterInfo(CLI::App& app);
 void RegisterFsck(CLI::App& app);
 void RegisterGc(CLI::App& app);
 
@@ -45,6 +46,7 @@ void RegisterCommands(CLI::App& app) {
   RegisterWarmup(app);
   RegisterSummary(app);
   RegisterRmr(app);
+  RegisterInfo(app);
   RegisterFsck(app);
   RegisterGc(app);
 }
