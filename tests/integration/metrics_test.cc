@@ -231,7 +231,7 @@ TEST_F(MetricsTest, RmrOfALargeTreeRestoresUsage) {
   ASSERT_EQ(statvfs(mnt_.c_str(), &full), 0);
   ASSERT_GE(before.f_ffree - full.f_ffree, static_cast<fsfilcnt_t>(kDirs * kFiles));
   std::string out;
-  ASSERT_EQ(RunCommand({NEXUSFS_BIN, "rmr", P("big"), "-p", "8"}, &out), 0) << out;
+  ASSERT_EQ(RunCommand({NEXUSFS_BIN, "rmr", P("big")}, &out), 0) << out;
   EXPECT_FALSE(std::filesystem::exists(P("big")));
   struct statvfs after;
   ASSERT_EQ(statvfs(mnt_.c_str(), &after), 0);
