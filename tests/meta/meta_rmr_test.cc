@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "meta/slice_view.h"
 #include "meta_data_fixture.h"
@@ -291,6 +292,42 @@ TEST_P(MetaRmrTest, EntriesAddedMeanwhileAreRemoved) {
   });
   ASSERT_TRUE(n.has_value()) << n.error().ToString();
   EXPECT_EQ(*n, 7u);  // t a x b y + 0-early late
+  EXPECT_ERRNO(meta_->Lookup(root_, kRootIno, "t"), ENOENT);
+  EXPECT_EQ(A(kRootIno).nlink, 2u);
+  EXPECT_EQ(Counter("totalInodes"), 0u);
+  ExpectClean();
+}
+
+// Two clients remove the same tree at once: between them every entry is removed exactly once,
+// and neither fails except with ENOENT when the whole tree was gone before it started.
+TEST_P(MetaRmrTest, TwoClientsRemoveOneTree) {
+  Ino t = Mk(kRootIno, "t", FileType::kDir);
+  uint64_t entries = 1;
+  for (int d = 0; d < 3; ++d) {
+    Ino dir = Mk(t, "d" + std::to_string(d), FileType::kDir);
+    ++entries;
+    for (int i = 0; i < 200; ++i, ++entries) Mk(dir, "f" + std::to_string(i));
+  }
+  for (int i = 0; i < 100; ++i, ++entries) Mk(t, "top" + std::to_string(i));
+  auto a = OpenClient();
+  auto b = OpenClient();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  Result<uint64_t> ra = 0, rb = 0;
+  std::thread ta([&] { ra = a->RemoveTree(root_, kRootIno, "t"); });
+  std::thread tb([&] { rb = b->RemoveTree(root_, kRootIno, "t"); });
+  ta.join();
+  tb.join();
+  uint64_t sum = 0;
+  for (auto* r : {&ra, &rb}) {
+    if (r->has_value()) {
+      sum += **r;
+    } else {
+      EXPECT_EQ(r->error().code(), ENOENT) << r->error().ToString();
+    }
+  }
+  EXPECT_TRUE(ra.has_value() || rb.has_value());
+  EXPECT_EQ(sum, entries);
   EXPECT_ERRNO(meta_->Lookup(root_, kRootIno, "t"), ENOENT);
   EXPECT_EQ(A(kRootIno).nlink, 2u);
   EXPECT_EQ(Counter("totalInodes"), 0u);
