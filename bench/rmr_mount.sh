@@ -31,10 +31,11 @@ with Pool(4) as p:
     p.map(work, range(4))
 PY
 e=$(now)
-echo "create: $(echo "$e - $s" | bc) s; files: $(find "$W/mnt/big" -type f | wc -l)"
+secs() { python3 -c "print(round($2 - $1, 2))"; }
+echo "create: $(secs "$s" "$e") s; files: $(find "$W/mnt/big" -type f | wc -l)"
 s=$(now)
 "$BIN" rmr "$W/mnt/big" "$@"
 e=$(now)
-echo "rmr: $(echo "$e - $s" | bc) s; left: $(ls "$W/mnt" | wc -l); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "rmr: $(secs "$s" "$e") s; left: $(ls "$W/mnt" | wc -l); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$BIN" umount "$W/mnt"
 "$BIN" fsck "rocksdb://$W/meta" >/dev/null && echo "fsck clean"
