@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -181,6 +182,60 @@ TEST_F(VfsTest, InternalFilesAreFoundButNotListed) {
         return true;
       }));
   EXPECT_EQ(names, (std::vector<std::string>{".", ".."}));
+}
+
+// One request through .control: open, write, read to EOF, release.
+std::string AskControl(Vfs& v, const meta::Context& ctx, const std::string& request) {
+  auto o = v.Open(ctx, kControlIno, O_RDWR);
+  if (!o) return "<open: " + o.error().ToString() + ">";
+  auto w = v.Write(ctx, kControlIno, o->fh, 0, request.data(), request.size());
+  if (!w) return "<write: " + w.error().ToString() + ">";
+  std::string out;
+  char buf[100];  // small reads: the answer arrives in pieces
+  while (true) {
+    auto n = v.Read(ctx, kControlIno, o->fh, request.size() + out.size(), buf, sizeof(buf));
+    if (!n) return "<read: " + n.error().ToString() + ">";
+    if (*n == 0) break;
+    out.append(buf, *n);
+  }
+  (void)v.Release(kControlIno, o->fh, std::nullopt);
+  return out;
+}
+
+TEST_F(VfsTest, ControlRunsRmrAndDropsTheKernelEntry) {
+  std::vector<std::pair<Ino, std::string>> dropped;
+  std::mutex mu;
+  a_.vfs->SetEntryInvalidator([&](Ino parent, std::string_view name) {
+    std::lock_guard<std::mutex> lock(mu);
+    dropped.emplace_back(parent, std::string(name));
+  });
+  auto t = a_.vfs->Mkdir(ctx_, meta::kRootIno, "t", 0755);
+  ASSERT_TRUE(t);
+  auto sub = a_.vfs->Mkdir(ctx_, t->ino, "sub", 0755);
+  ASSERT_TRUE(sub);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(
+        a_.vfs->Mknod(ctx_, i % 2 ? t->ino : sub->ino, "f" + std::to_string(i), S_IFREG | 0644, 0));
+  }
+  std::string out = AskControl(*a_.vfs, ctx_, R"({"op":"rmr","parent":1,"name":"t"})");
+  EXPECT_EQ(out, "{\"ok\":true,\"removed\":32}\n");
+  EXPECT_EQ(a_.vfs->Lookup(ctx_, meta::kRootIno, "t").error().code(), ENOENT);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(dropped, (std::vector<std::pair<Ino, std::string>>{{meta::kRootIno, "t"}}));
+  }
+  // Info of a file: its slice and the key of its one block.
+  Ino f = WriteNew(*a_.vfs, "f", "hello");
+  out = AskControl(*a_.vfs, ctx_, R"({"op":"info","ino":)" + std::to_string(f) + "}");
+  EXPECT_NE(out.find("\"ok\":true"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"objects\":[\"vfstest/chunks/0/0/"), std::string::npos) << out;
+  EXPECT_NE(out.find("_0_5\"]"), std::string::npos) << out;
+  // Errors are answers, not crashes.
+  out = AskControl(*a_.vfs, ctx_, R"({"op":"rmr","parent":1})");
+  EXPECT_NE(out.find("\"errno\":22"), std::string::npos) << out;
+  out = AskControl(*a_.vfs, ctx_, R"({"op":"rmr","parent":1,"name":"t"})");
+  EXPECT_NE(out.find("\"errno\":2,"), std::string::npos) << out;
+  a_.vfs->SetEntryInvalidator({});
 }
 
 TEST_F(VfsTest, CloseToOpenBetweenTwoClients) {
