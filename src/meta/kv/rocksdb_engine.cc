@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 
 #include "meta/kv/engines.h"
 
@@ -174,7 +175,13 @@ class RocksEngine final : public Engine {
     rocksdb::OptimisticTransactionOptions to;
     to.set_snapshot = true;
     Status last;
+    // Optimistic retries are not fair: on a hot key (one counter bumped by many threads) an
+    // unlucky transaction can lose 50 times in a row. All clients of an embedded engine live in
+    // this process, so one that keeps losing escalates: from its 8th attempt on it holds
+    // `hot_`, and the transactions that escalated take turns instead of racing each other.
+    std::unique_lock<std::mutex> hot(hot_, std::defer_lock);
     for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
+      if (attempt == kEscalateAfter) hot.lock();
       Backoff::Wait(attempt);
       std::unique_ptr<rocksdb::Transaction> txn(db_->BeginTransaction(wo, to));
       RocksTxn t(txn.get(), txn->GetSnapshot());
@@ -217,8 +224,10 @@ class RocksEngine final : public Engine {
   }
 
  private:
+  static constexpr int kEscalateAfter = 8;  // attempts before taking hot_ (see Update)
   rocksdb::OptimisticTransactionDB* db_;
   std::string path_;
+  std::mutex hot_;
   std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0};
 };
 
