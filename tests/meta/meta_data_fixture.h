@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../kv/borrowed_engine.h"
 #include "etcd_server.h"
 #include "meta/keys.h"
 #include "meta/kv/engine.h"
@@ -38,21 +39,7 @@ namespace nexus::meta {
     EXPECT_EQ(_s.code(), (want)) << #expr << " gave " << (_s.ok() ? "OK" : _s.ToString()); \
   } while (0)
 
-// A second client of the same engine: forwards to an engine the test owns elsewhere, so that two
-// Meta instances (two sessions) share one mem:// store as two mounts share a real one.
-class BorrowedEngine : public kv::Engine {
- public:
-  explicit BorrowedEngine(kv::Engine* inner) : inner_(inner) {}
-  Status Update(const std::function<Status(kv::Txn&)>& body) override {
-    return inner_->Update(body);
-  }
-  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
-  Status Sync() override { return inner_->Sync(); }
-  std::string Name() const override { return inner_->Name(); }
-
- private:
-  kv::Engine* inner_;
-};
+using kv::BorrowedEngine;
 
 inline const std::vector<std::string>& EngineUrls() {
   static const std::vector<std::string> urls = {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "../kv/borrowed_engine.h"
 #include "common/encoding.h"
 #include "list_recorder.h"
 #include "meta/keys.h"
@@ -28,21 +29,6 @@ namespace keys = meta::keys;
 
 constexpr uint32_t kBlock = 64 << 10;
 constexpr uint32_t kBatch = 16;
-
-// A second client of the same engine (two Meta instances, two sessions, as two mounts).
-class SharedEngine : public kv::Engine {
- public:
-  explicit SharedEngine(kv::Engine* inner) : inner_(inner) {}
-  Status Update(const std::function<Status(kv::Txn&)>& body) override {
-    return inner_->Update(body);
-  }
-  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
-  Status Sync() override { return inner_->Sync(); }
-  std::string Name() const override { return inner_->Name(); }
-
- private:
-  kv::Engine* inner_;
-};
 
 std::string BlockKey(uint64_t id, uint32_t block, uint32_t size) {
   return "vol/chunks/" + std::to_string(id / 1000000) + "/" + std::to_string(id / 1000) + "/" +
@@ -73,7 +59,7 @@ class GcBatchesTest : public ::testing::Test {
   std::unique_ptr<meta::Meta> NewClient(uint32_t batch = kBatch) {
     meta::MetaOptions mo;
     mo.slice_batch = batch;
-    return meta::Meta::Create(std::make_unique<SharedEngine>(engine_.get()), mo);
+    return meta::Meta::Create(std::make_unique<kv::BorrowedEngine>(engine_.get()), mo);
   }
 
   // An upload: the blocks of slice `id` (`size` bytes) put as the chunk layer would.

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "../kv/borrowed_engine.h"
 #include "chunk/chunk_store.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -28,20 +29,7 @@ namespace {
     ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.ToString();   \
   } while (0)
 
-// A second client's view of one engine (two mounts sharing a volume).
-class BorrowedEngine : public kv::Engine {
- public:
-  explicit BorrowedEngine(kv::Engine* inner) : inner_(inner) {}
-  Status Update(const std::function<Status(kv::Txn&)>& body) override {
-    return inner_->Update(body);
-  }
-  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
-  Status Sync() override { return inner_->Sync(); }
-  std::string Name() const override { return inner_->Name(); }
-
- private:
-  kv::Engine* inner_;
-};
+using kv::BorrowedEngine;
 
 struct Client {
   std::unique_ptr<meta::Meta> meta;
