@@ -1,10 +1,16 @@
 #include "cli/cli_util.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "common/url.h"
 #include "meta/kv/engine.h"
 #include "meta/kv/metered_engine.h"
@@ -122,6 +128,29 @@ void Fail(std::string_view cmd, const Status& s) {
   std::string msg = s.message().empty() ? s.ToString() : s.message();
   std::fprintf(stderr, "nexusfs %.*s: %s\n", static_cast<int>(cmd.size()), cmd.data(), msg.c_str());
   SetExitCode(1);
+}
+
+Status Errno(const std::string& what) {
+  return Status::Errno(errno, what + ": " + std::strerror(errno));
+}
+
+Status ReadThrough(const std::string& path, std::string& buf, Progress* prog, uint64_t* bytes) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("open " + path);
+  for (;;) {
+    ssize_t r = read(fd, buf.data(), buf.size());
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      Status s = Errno("read " + path);
+      close(fd);
+      return s;
+    }
+    if (r == 0) break;
+    *bytes += static_cast<uint64_t>(r);
+    if (prog) prog->Add(static_cast<uint64_t>(r));
+  }
+  close(fd);
+  return Status::OK();
 }
 
 }  // namespace nexus::cli

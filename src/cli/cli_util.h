@@ -36,4 +36,12 @@ Result<uint64_t> ParseSize(std::string_view text);
 // Prints "nexusfs <cmd>: <message>" to stderr and sets the exit code to 1.
 void Fail(std::string_view cmd, const Status& s);
 
+// The failed system call's errno as a Status: "<what>: <strerror>".
+Status Errno(const std::string& what);
+
+class Progress;
+// Reads the file `path` to its end through `buf` (the bytes are not kept: warmup and bench read
+// to fill caches or to time reads), adding the bytes read to *bytes and to `prog` when given.
+Status ReadThrough(const std::string& path, std::string& buf, Progress* prog, uint64_t* bytes);
+
 }  // namespace nexus::cli

@@ -57,10 +57,6 @@ Result<double> RunPhase(int threads, const std::function<Status(int)>& body) {
   return static_cast<double>(MonoNanos() - start) / 1e9;
 }
 
-Status Errno(const std::string& what) {
-  return Status::Errno(errno, what + ": " + std::strerror(errno));
-}
-
 Status WriteFile(const std::string& path, const std::string& buf, uint64_t size, Progress* p) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("create " + path);
@@ -81,22 +77,8 @@ Status WriteFile(const std::string& path, const std::string& buf, uint64_t size,
 }
 
 Status ReadFile(const std::string& path, std::string& buf, uint64_t expect, Progress* p) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open " + path);
   uint64_t total = 0;
-  while (true) {
-    ssize_t r = read(fd, buf.data(), buf.size());
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      Status s = Errno("read " + path);
-      close(fd);
-      return s;
-    }
-    if (r == 0) break;
-    total += static_cast<uint64_t>(r);
-    if (p) p->Add(static_cast<uint64_t>(r));
-  }
-  close(fd);
+  NX_TRY(ReadThrough(path, buf, p, &total));
   if (total != expect) {
     return Status::Errno(EIO, "read " + path + ": " + std::to_string(total) + " bytes, expected " +
                                   std::to_string(expect));

@@ -33,10 +33,6 @@
 namespace nexus::cli {
 namespace {
 
-Status Errno(const std::string& what) {
-  return Status::Errno(errno, what + ": " + std::strerror(errno));
-}
-
 // ---- warmup ----
 
 struct WarmupArgs {
@@ -44,25 +40,6 @@ struct WarmupArgs {
   int threads = 4;
   bool json = false;
 };
-
-Status ReadWhole(const std::string& path, std::string& buf, Progress& prog, uint64_t* bytes) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open " + path);
-  while (true) {
-    ssize_t r = read(fd, buf.data(), buf.size());
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      Status s = Errno("read " + path);
-      close(fd);
-      return s;
-    }
-    if (r == 0) break;
-    *bytes += static_cast<uint64_t>(r);
-    prog.Add(static_cast<uint64_t>(r));
-  }
-  close(fd);
-  return Status::OK();
-}
 
 void RunWarmup(const WarmupArgs& a) {
   int64_t start = MonoNanos();
@@ -99,7 +76,7 @@ void RunWarmup(const WarmupArgs& a) {
       std::string buf(4 << 20, '\0');
       uint64_t mine = 0;
       for (size_t i; (i = next.fetch_add(1)) < files.size();) {
-        Status s = ReadWhole(files[i].first, buf, prog, &mine);
+        Status s = ReadThrough(files[i].first, buf, &prog, &mine);
         if (!s.ok() && errs[t].ok()) errs[t] = s;
       }
       bytes += mine;

@@ -11,14 +11,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "cli/cli_util.h"
+
 namespace nexus::cli {
 namespace {
 
 constexpr long kFuseSuperMagic = 0x65735546;
-
-Status Errno(const std::string& what) {
-  return Status::Errno(errno, what + ": " + std::strerror(errno));
-}
 
 Result<std::string> RealPath(const std::string& p) {
   char buf[PATH_MAX];
