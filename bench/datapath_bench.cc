@@ -2,7 +2,10 @@
 // in DIR, measured in the same run as the same I/O done directly on that disk:
 //
 //   build/bench/datapath_bench DIR [--size-mib 2048] [--rand-mib 1024] [--seconds 10]
-//                              [--threads 1,4] [--no-drop-caches]
+//                              [--threads 1,4] [--no-drop-caches] [--raw-blocks]
+//
+// Blocks are stored framed (XXH3 checksum per 64 KiB frame, no compression or encryption), as
+// on a volume formatted by `nexusfs format`; --raw-blocks stores them as written (old volumes).
 //
 // 1. Sequential: 1 MiB writes of a SIZE file then 1 MiB reads of it, through ChunkStore (write,
 //    flush = upload + commit; read from a fresh ChunkStore, so nothing comes from its memory
@@ -27,6 +30,7 @@
 #include "chunk/chunk_store.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
+#include "object/block_codec.h"
 #include "object/object_store.h"
 
 namespace {
@@ -68,7 +72,7 @@ struct Volume {
   std::unique_ptr<nexus::object::ObjectStore> store;
 };
 
-Volume OpenVolume(const std::string& dir) {
+Volume OpenVolume(const std::string& dir, bool framed) {
   auto e = nexus::kv::Engine::Open("rocksdb://" + dir + "/meta");
   if (!e) Die(e.error().ToString());
   Volume v;
@@ -76,10 +80,12 @@ Volume OpenVolume(const std::string& dir) {
   nexus::meta::Format f;
   f.name = "bench";
   f.bucket = dir + "/data";
+  if (framed) f.block_format = "frames-v1";  // cli::kFramedBlockFormat
   if (auto s = v.meta->Format(f, false); !s.ok()) Die(s.ToString());
   auto store = nexus::object::ObjectStore::Open("file://" + dir + "/data");
   if (!store) Die(store.error().ToString());
   v.store = std::move(*store);
+  if (framed) v.store = nexus::object::NewFrameStore(std::move(v.store), {});
   return v;
 }
 
@@ -132,7 +138,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
     std::fprintf(stderr,
                  "usage: datapath_bench DIR [--size-mib N] [--rand-mib N] [--seconds S] "
-                 "[--threads 1,4] [--no-drop-caches]\n");
+                 "[--threads 1,4] [--no-drop-caches] [--raw-blocks]\n");
     return 2;
   }
   const std::string root = argv[1];
@@ -140,6 +146,7 @@ int main(int argc, char** argv) {
   double seconds = 10;
   std::vector<int> thread_counts = {1, 4};
   bool drop = geteuid() == 0;
+  bool framed = true;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -156,6 +163,8 @@ int main(int argc, char** argv) {
       thread_counts = ParseList(next());
     } else if (a == "--no-drop-caches") {
       drop = false;
+    } else if (a == "--raw-blocks") {
+      framed = false;
     } else {
       Die("unknown argument " + a);
     }
@@ -165,9 +174,10 @@ int main(int argc, char** argv) {
   if (!mkdtemp(tmpl)) Die("cannot create a directory in " + root + ": " + std::strerror(errno));
   const std::string dir = tmpl;
   const std::string buf = RandomBytes(1 << 20);
-  std::printf("data path vs the disk, %s, %llu MiB sequential, 1 MiB requests, page cache %s\n",
-              dir.c_str(), static_cast<unsigned long long>(size >> 20),
-              drop ? "dropped before reads" : "kept");
+  std::printf(
+      "data path vs the disk, %s, %llu MiB sequential, 1 MiB requests, %s blocks, page cache %s\n",
+      dir.c_str(), static_cast<unsigned long long>(size >> 20), framed ? "framed" : "raw",
+      drop ? "dropped before reads" : "kept");
 
   // ---- the disk directly ----
   const std::string raw = dir + "/raw.dat";
@@ -194,7 +204,7 @@ int main(int argc, char** argv) {
   unlink(raw.c_str());
 
   // ---- NexusFS ----
-  Volume v = OpenVolume(dir);
+  Volume v = OpenVolume(dir, framed);
   double nx_write = 0, nx_read = 0;
   {
     auto chunks = OpenChunks(v, 256ULL << 20);
