@@ -33,13 +33,36 @@ MetaImpl::MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options)
 
 MetaImpl::~MetaImpl() = default;
 
+Status MetaImpl::DecodeAttrTxnValue(const std::optional<std::string>& v, Ino ino, Attr* attr) {
+  if (!v) return Status::NotFound(InoName(ino) + " does not exist");
+  return keys::DecodeAttr(*v, attr).With(InoName(ino));
+}
+
 Result<Attr> MetaImpl::GetAttrTxn(kv::Txn& txn, Ino ino) {
   NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Attr(ino)));
-  if (!v) return Err(Status::NotFound(InoName(ino) + " does not exist"));
   Attr attr;
-  Status s = keys::DecodeAttr(*v, &attr);
-  if (!s.ok()) return Err(s.With(InoName(ino)));
+  NX_TRY(DecodeAttrTxnValue(v, ino, &attr));
   return attr;
+}
+
+Result<std::vector<Attr>> MetaImpl::GetAttrsTxn(kv::Txn& txn, const std::vector<Ino>& inos) {
+  std::vector<std::string> akeys;
+  akeys.reserve(inos.size());
+  for (Ino ino : inos) akeys.push_back(keys::Attr(ino));
+  NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet(akeys));
+  std::vector<Attr> attrs(inos.size());
+  for (size_t i = 0; i < inos.size(); ++i)
+    NX_TRY(DecodeAttrTxnValue(values[i], inos[i], &attrs[i]));
+  return attrs;
+}
+
+Result<MetaImpl::DirAndEntry> MetaImpl::GetDirAndEntryTxn(kv::Txn& txn, Ino parent,
+                                                          const std::string& dkey) {
+  NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet({keys::Attr(parent), dkey}));
+  DirAndEntry out;
+  NX_TRY(DecodeAttrTxnValue(values[0], parent, &out.dir));
+  out.entry = std::move(values[1]);
+  return out;
 }
 
 Status MetaImpl::PutAttrTxn(kv::Txn& txn, Ino ino, const Attr& attr) {

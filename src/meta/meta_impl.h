@@ -99,6 +99,18 @@ class MetaImpl final : public Meta {
   // Reads and decodes A<ino>I; ENOENT naming the inode when absent.
   static Result<Attr> GetAttrTxn(kv::Txn& txn, Ino ino);
   static Status PutAttrTxn(kv::Txn& txn, Ino ino, const Attr& attr);
+  // The attributes of several inodes read at once (one MultiGet: one round trip on a networked
+  // engine); ENOENT naming the first absent one.
+  static Result<std::vector<Attr>> GetAttrsTxn(kv::Txn& txn, const std::vector<Ino>& inos);
+  // The attributes of directory `parent` and the value of its entry `dkey` (absent: nullopt),
+  // read together for the same reason.
+  struct DirAndEntry {
+    Attr dir;
+    std::optional<std::string> entry;
+  };
+  // Decodes a value read from A<ino>I (ENOENT naming the inode when absent).
+  static Status DecodeAttrTxnValue(const std::optional<std::string>& v, Ino ino, Attr* attr);
+  static Result<DirAndEntry> GetDirAndEntryTxn(kv::Txn& txn, Ino parent, const std::string& dkey);
   // POSIX permission check of `mask` (R_OK/W_OK/X_OK bits) for ctx on attr.
   static Status CheckPermission(const Context& ctx, const Attr& attr, int mask);
   // ENAMETOOLONG / EINVAL for names that are not a single component.

@@ -120,12 +120,12 @@ Status MetaImpl::CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std
                                Ino ino, const NewNode& node, Entry* out, Ino* existing) {
   const std::string what = "create " + EntryName(parent, name);
   *existing = 0;
-  NX_ASSIGN_OR_RETURN(Attr dir, GetAttrTxn(txn, parent));
-  NX_TRY(CheckDirWrite(ctx, dir, parent, what));
   const std::string dkey = keys::Dentry(parent, name);
-  NX_ASSIGN_OR_RETURN(auto found, txn.Get(dkey));
-  if (found) {
-    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*found, parent, name));
+  NX_ASSIGN_OR_RETURN(DirAndEntry read, GetDirAndEntryTxn(txn, parent, dkey));
+  Attr& dir = read.dir;
+  NX_TRY(CheckDirWrite(ctx, dir, parent, what));
+  if (read.entry) {
+    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*read.entry, parent, name));
     *existing = entry.second;
     return Status::Exists(what + ": exists");
   }
@@ -236,8 +236,16 @@ Result<Entry> MetaImpl::Lookup(const Context& ctx, Ino parent, std::string_view 
   parent = Real(parent);
   if (name.size() > kMaxNameLen) NX_TRY(ValidateName(name));
   Entry out;
+  const bool dots = name == "." || name == "..";
+  const std::string dkey = dots ? std::string() : keys::Dentry(parent, name);
   NX_TRY(engine_->View([&](kv::Txn& txn) -> Status {
-    NX_ASSIGN_OR_RETURN(Attr dir, GetAttrTxn(txn, parent));
+    DirAndEntry read;
+    if (dots) {
+      NX_ASSIGN_OR_RETURN(read.dir, GetAttrTxn(txn, parent));
+    } else {
+      NX_ASSIGN_OR_RETURN(read, GetDirAndEntryTxn(txn, parent, dkey));
+    }
+    const Attr& dir = read.dir;
     if (dir.type != FileType::kDir) return NotDir(parent, "lookup '" + std::string(name) + "'");
     NX_TRY(CheckPermission(ctx, dir, X_OK).With("lookup " + EntryName(parent, name)));
     Ino ino = 0;
@@ -246,9 +254,8 @@ Result<Entry> MetaImpl::Lookup(const Context& ctx, Ino parent, std::string_view 
     } else if (name == "..") {
       ino = parent == Real(kRootIno) ? parent : dir.parent;
     } else {
-      NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Dentry(parent, name)));
-      if (!v) return Status::NotFound(EntryName(parent, name) + " does not exist");
-      NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*v, parent, name));
+      if (!read.entry) return Status::NotFound(EntryName(parent, name) + " does not exist");
+      NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*read.entry, parent, name));
       ino = entry.second;
     }
     NX_ASSIGN_OR_RETURN(out.attr, GetAttrTxn(txn, ino));
@@ -316,16 +323,17 @@ Result<Entry> MetaImpl::Link(const Context& ctx, Ino ino, Ino new_parent,
   const std::string what = "link " + InoName(ino) + " as " + EntryName(new_parent, new_name);
   NX_TRY(ValidateName(new_name).With(what));
   Entry out;
+  const std::string dkey = keys::Dentry(new_parent, new_name);
   NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
-    NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
+    NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet({keys::Attr(ino), keys::Attr(new_parent), dkey}));
+    Attr attr, dir;
+    NX_TRY(DecodeAttrTxnValue(values[0], ino, &attr));
     if (attr.type == FileType::kDir) return Status::Errno(EPERM, what + ": is a directory");
     if (attr.nlink == 0) return Status::NotFound(what + ": the file was removed");
     if (attr.nlink >= kMaxLinks) return Status::Errno(EMLINK, what + ": too many links");
-    NX_ASSIGN_OR_RETURN(Attr dir, GetAttrTxn(txn, new_parent));
+    NX_TRY(DecodeAttrTxnValue(values[1], new_parent, &dir));
     NX_TRY(CheckDirWrite(ctx, dir, new_parent, what));
-    const std::string dkey = keys::Dentry(new_parent, new_name);
-    NX_ASSIGN_OR_RETURN(auto found, txn.Get(dkey));
-    if (found) return Status::Exists(what + ": exists");
+    if (values[2]) return Status::Exists(what + ": exists");
     if (attr.parent != 0) {  // the second link: switch to per-parent counts
       NX_TRY(AddParentCountTxn(txn, ino, attr.parent, 1));
       attr.parent = 0;
@@ -392,13 +400,13 @@ Status MetaImpl::Unlink(const Context& ctx, Ino parent, std::string_view name) {
   parent = Real(parent);
   const std::string what = "unlink " + EntryName(parent, name);
   NX_TRY(ValidateName(name).With(what));
+  const std::string dkey = keys::Dentry(parent, name);
   return engine_->Update([&](kv::Txn& txn) -> Status {
-    NX_ASSIGN_OR_RETURN(Attr dir, GetAttrTxn(txn, parent));
+    NX_ASSIGN_OR_RETURN(DirAndEntry read, GetDirAndEntryTxn(txn, parent, dkey));
+    Attr& dir = read.dir;
     NX_TRY(CheckDirWrite(ctx, dir, parent, what));
-    const std::string dkey = keys::Dentry(parent, name);
-    NX_ASSIGN_OR_RETURN(auto v, txn.Get(dkey));
-    if (!v) return Status::NotFound(what + ": does not exist");
-    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*v, parent, name));
+    if (!read.entry) return Status::NotFound(what + ": does not exist");
+    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*read.entry, parent, name));
     const Ino ino = entry.second;
     NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
     if (attr.type == FileType::kDir) return Status::Errno(EISDIR, what + ": is a directory");
@@ -412,13 +420,13 @@ Status MetaImpl::Rmdir(const Context& ctx, Ino parent, std::string_view name) {
   const std::string what = "rmdir " + EntryName(parent, name);
   if (name == "..") return Status::Errno(ENOTEMPTY, what + ": not empty");
   NX_TRY(ValidateName(name).With(what));
+  const std::string dkey = keys::Dentry(parent, name);
   return engine_->Update([&](kv::Txn& txn) -> Status {
-    NX_ASSIGN_OR_RETURN(Attr dir, GetAttrTxn(txn, parent));
+    NX_ASSIGN_OR_RETURN(DirAndEntry read, GetDirAndEntryTxn(txn, parent, dkey));
+    Attr& dir = read.dir;
     NX_TRY(CheckDirWrite(ctx, dir, parent, what));
-    const std::string dkey = keys::Dentry(parent, name);
-    NX_ASSIGN_OR_RETURN(auto v, txn.Get(dkey));
-    if (!v) return Status::NotFound(what + ": does not exist");
-    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*v, parent, name));
+    if (!read.entry) return Status::NotFound(what + ": does not exist");
+    NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*read.entry, parent, name));
     const Ino ino = entry.second;
     NX_ASSIGN_OR_RETURN(Attr attr, GetAttrTxn(txn, ino));
     if (attr.type != FileType::kDir) return NotDir(ino, what);

@@ -103,27 +103,38 @@ Status MetaImpl::Rename(const Context& ctx, Ino parent, std::string_view name, I
 // Reads both directories and both entries, applies the checks, and hands the change to
 // ExchangeTxn or (after ReplaceTxn removed an existing target) moves the source entry.
 Status MetaImpl::RenameTxn(kv::Txn& txn, const Context& ctx, RenameOp& op) {
-  NX_ASSIGN_OR_RETURN(op.pdir, GetAttrTxn(txn, op.parent));
-  NX_TRY(CheckDirWrite(ctx, op.pdir, op.parent, op.what));
-  if (op.CrossDir()) {
-    NX_ASSIGN_OR_RETURN(op.npdir, GetAttrTxn(txn, op.new_parent));
-    NX_TRY(CheckDirWrite(ctx, op.npdir, op.new_parent, op.what));
-  }
+  // Two rounds of reads (one round trip each on a networked engine): both directories and both
+  // entries, then the inodes those entries name.
   const std::string skey = keys::Dentry(op.parent, op.name);
   const std::string dkey = keys::Dentry(op.new_parent, op.new_name);
-  NX_ASSIGN_OR_RETURN(auto sv, txn.Get(skey));
+  std::vector<std::string> first = {skey, dkey, keys::Attr(op.parent)};
+  if (op.CrossDir()) first.push_back(keys::Attr(op.new_parent));
+  NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet(first));
+  const std::optional<std::string>& sv = values[0];
+  const std::optional<std::string>& dv = values[1];
+  NX_TRY(DecodeAttrTxnValue(values[2], op.parent, &op.pdir));
+  NX_TRY(CheckDirWrite(ctx, op.pdir, op.parent, op.what));
+  if (op.CrossDir()) {
+    NX_TRY(DecodeAttrTxnValue(values[3], op.new_parent, &op.npdir));
+    NX_TRY(CheckDirWrite(ctx, op.npdir, op.new_parent, op.what));
+  }
   if (!sv) return Status::NotFound(op.what + ": the source does not exist");
   FileType type;
   NX_TRY(keys::DecodeDentry(*sv, &type, &op.src).With(op.what));
-  NX_ASSIGN_OR_RETURN(op.sattr, GetAttrTxn(txn, op.src));
-  NX_ASSIGN_OR_RETURN(auto dv, txn.Get(dkey));
   if (dv) {
     NX_TRY(keys::DecodeDentry(*dv, &type, &op.dst).With(op.what));
     if (op.flags & RENAME_NOREPLACE) return Status::Exists(op.what + ": the target exists");
-    if (op.dst == op.src) return Status::OK();  // two names of one inode: nothing to do
-    NX_ASSIGN_OR_RETURN(op.dattr, GetAttrTxn(txn, op.dst));
+    if (op.dst == op.src) {  // two names of one inode: nothing to do
+      NX_TRY(GetAttrTxn(txn, op.src));
+      return Status::OK();
+    }
+    NX_ASSIGN_OR_RETURN(auto attrs, GetAttrsTxn(txn, {op.src, op.dst}));
+    op.sattr = attrs[0];
+    op.dattr = attrs[1];
   } else if (op.flags & RENAME_EXCHANGE) {
     return Status::NotFound(op.what + ": the target does not exist");
+  } else {
+    NX_ASSIGN_OR_RETURN(op.sattr, GetAttrTxn(txn, op.src));
   }
   NX_TRY(CheckSticky(ctx, op.pdir, op.sattr, op.what));
   if (op.dst) NX_TRY(CheckSticky(ctx, op.NewDir(), op.dattr, op.what));
