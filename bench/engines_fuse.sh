@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Metadata operations through FUSE on every engine, in one run: for rocksdb, sqlite3, redis,
-# postgres and etcd it formats a volume, mounts it twice, and runs md_bench (create, stat,
-# rename, unlink; each thread in its own directory):
+# postgres and etcd it formats a volume, mounts it twice, and runs md_bench --more (create,
+# stat, setattr, readdir of the thread's FILES entries, 4 KiB write + fsync, rename, unlink,
+# mkdir, rmdir; each thread in its own directory):
 #   - one mount, 1 thread: microseconds per operation (the latency a single process sees);
 #   - two mounts at once, 2 threads each (mdtest-style, 4 processes' worth over 2 mounts):
 #     operations per second summed over both mounts.
@@ -92,11 +93,12 @@ start_etcd() {
   rtt="range: $(((t1 - t0) / n / 1000)) µs (curl per request: includes a process start)"
 }
 
-# md_bench prints "threads=T files=N create=X/s stat=X/s rename=X/s unlink=X/s".
+# md_bench prints "threads=T files=N create=X/s stat=X/s ... rmdir=X/s".
 field() { sed -n "s/.* $1=\([0-9]*\)\/s.*/\1/p"; }
+ops=(create stat setattr readdir write4k_fsync rename unlink mkdir rmdir)
 
-printf '%-9s | %-34s | %s\n' engine "1 mount, 1 thread: µs/op create stat rename unlink" \
-  "2 mounts × 2 threads: ops/s create stat rename unlink"
+printf '%-9s | %s | %s\n' engine "1 mount, 1 thread: µs/op ${ops[*]}" \
+  "2 mounts × 2 threads: ops/s ${ops[*]} (readdir: listings of FILES entries)"
 for e in "${engines[@]}"; do
   rtt="(embedded)"
   case $e in
@@ -116,23 +118,27 @@ for e in "${engines[@]}"; do
   if [ "$e" = rocksdb ] || [ "$e" = sqlite3 ]; then
     # Embedded engines belong to one process: one mount, 4 threads instead of 2 × 2.
     mkdir "$a/one" "$a/multi"
-    s=$("$md" "$a/one" --files "$files" --threads 1)
-    m=$("$md" "$a/multi" --files "$files" --threads 4)
-    multi="$(echo "$m" | field create) $(echo "$m" | field stat) $(echo "$m" | field rename) $(echo "$m" | field unlink) (1 mount × 4 threads)"
+    s=$("$md" "$a/one" --files "$files" --threads 1 --more)
+    m=$("$md" "$a/multi" --files "$files" --threads 4 --more)
+    multi=""
+    for op in "${ops[@]}"; do multi+="$(echo "$m" | field "$op") "; done
+    multi+="(1 mount × 4 threads)"
   else
     mounts+=("$b")
     "$nx" mount "$url" "$b" -d --log "$run/$e-b.log" >/dev/null
     mkdir "$a/one" "$a/x" "$b/y"
-    s=$("$md" "$a/one" --files "$files" --threads 1)
-    "$md" "$a/x" --files "$files" --threads 2 >"$run/$e-x.out" &
+    s=$("$md" "$a/one" --files "$files" --threads 1 --more)
+    "$md" "$a/x" --files "$files" --threads 2 --more >"$run/$e-x.out" &
     px=$!
-    "$md" "$b/y" --files "$files" --threads 2 >"$run/$e-y.out"
+    "$md" "$b/y" --files "$files" --threads 2 --more >"$run/$e-y.out"
     wait $px
     sum() { echo $(($(field "$1" <"$run/$e-x.out") + $(field "$1" <"$run/$e-y.out"))); }
-    multi="$(sum create) $(sum stat) $(sum rename) $(sum unlink)"
+    multi=""
+    for op in "${ops[@]}"; do multi+="$(sum "$op") "; done
   fi
   us() { awk -v r="$(echo "$s" | field "$1")" 'BEGIN { printf "%.0f", 1e6 / r }'; }
-  single="$(us create) $(us stat) $(us rename) $(us unlink)"
-  printf '%-9s | %-34s | %s   [%s]\n' "$e" "$single" "$multi" "$rtt"
+  single=""
+  for op in "${ops[@]}"; do single+="$(us "$op") "; done
+  printf '%-9s | %s | %s  [%s]\n' "$e" "$single" "$multi" "$rtt"
   for m in "$a" "$b"; do "$nx" umount "$m" >/dev/null 2>&1 || true; done
 done
