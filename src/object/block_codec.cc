@@ -165,20 +165,76 @@ bool DecompressFrame(Compression c, std::string_view in, char* out, size_t raw_l
 
 }  // namespace
 
-Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view data) const {
+namespace {
+
+// The first 40 bytes of the header: magic, version, flags, frame size, frame count, original
+// size, salt (the header checksum follows them).
+std::string FixedHeader(uint8_t flags, uint32_t frame_size, size_t count, uint64_t original_size,
+                        const std::array<uint8_t, 16>& salt) {
+  std::string fixed;
+  fixed.append(kMagic, 4);
+  PutU8(&fixed, kVersion);
+  PutU8(&fixed, flags);
+  PutBE16(&fixed, 0);
+  PutBE32(&fixed, frame_size);
+  PutBE32(&fixed, static_cast<uint32_t>(count));
+  PutBE64(&fixed, original_size);
+  fixed.append(reinterpret_cast<const char*>(salt.data()), salt.size());
+  return fixed;
+}
+
+// The header (fixed part and its checksum) followed by the frame table.
+std::string JoinHeader(uint64_t seed, const std::string& fixed, const std::string& table) {
+  std::string head;
+  head.reserve(kFrameHeaderSize + table.size());
+  head = fixed;
+  PutBE64(&head, HeaderChecksum(seed, fixed, table));
+  head += table;
+  return head;
+}
+
+}  // namespace
+
+bool BlockCodec::stores_frames_verbatim() const {
+  return opts_.compression == Compression::kNone && !crypto_;
+}
+
+Result<std::string> BlockCodec::EncodeHeader(std::string_view key, std::string_view data) const {
+  if (!stores_frames_verbatim()) {
+    return Err(EINVAL, "object " + std::string(key) +
+                           ": frames are compressed or encrypted, the data is not stored as is");
+  }
   if (data.size() >= kMaxOriginalSize) return Err(EFBIG, "object " + std::string(key) + " too big");
   const uint32_t fs = opts_.frame_size;
   const size_t count = (data.size() + fs - 1) / fs;
   const uint64_t seed = KeySeed(key);
-  std::string fixed, table, obj;
-  fixed.append(kMagic, 4);
+  std::string table;
+  table.reserve(count * kFrameEntrySize);
+  for (size_t i = 0; i < count; ++i) {
+    std::string_view raw = data.substr(i * fs, fs);
+    PutBE32(&table, static_cast<uint32_t>(raw.size()));
+    PutBE32(&table, 0);
+    PutBE64(&table, FrameChecksum(seed, i, raw));
+  }
+  return JoinHeader(seed,
+                    FixedHeader(static_cast<uint8_t>(Compression::kNone), fs, count, data.size(),
+                                std::array<uint8_t, 16>{}),
+                    table);
+}
+
+Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view data) const {
+  if (data.size() >= kMaxOriginalSize) return Err(EFBIG, "object " + std::string(key) + " too big");
+  if (stores_frames_verbatim()) {
+    NX_ASSIGN_OR_RETURN(std::string obj, EncodeHeader(key, data));
+    obj.reserve(obj.size() + data.size());
+    obj.append(data);
+    return obj;
+  }
+  const uint32_t fs = opts_.frame_size;
+  const size_t count = (data.size() + fs - 1) / fs;
+  const uint64_t seed = KeySeed(key);
+  std::string table, obj;
   uint8_t flags = static_cast<uint8_t>(opts_.compression) | (crypto_ ? kEncryptedFlag : 0);
-  PutU8(&fixed, kVersion);
-  PutU8(&fixed, flags);
-  PutBE16(&fixed, 0);
-  PutBE32(&fixed, fs);
-  PutBE32(&fixed, static_cast<uint32_t>(count));
-  PutBE64(&fixed, data.size());
   std::array<uint8_t, 16> salt{};
   std::array<uint8_t, 32> object_key{};
   if (crypto_) {
@@ -187,7 +243,7 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
     }
     object_key = crypto_->ObjectKey(salt);
   }
-  fixed.append(reinterpret_cast<const char*>(salt.data()), salt.size());
+  const std::string fixed = FixedHeader(flags, fs, count, data.size(), salt);
   // The frames go straight after room for the header and table, filled in at the end: one
   // buffer, one copy of the data.
   const size_t frames_at = kFrameHeaderSize + count * kFrameEntrySize;
@@ -231,9 +287,7 @@ Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view da
     PutBE64(&table, FrameChecksum(seed, i, stored));
   }
   OPENSSL_cleanse(object_key.data(), object_key.size());
-  std::string head = fixed;
-  PutBE64(&head, HeaderChecksum(seed, fixed, table));
-  head += table;
+  const std::string head = JoinHeader(seed, fixed, table);
   obj.replace(0, head.size(), head);
   return obj;
 }

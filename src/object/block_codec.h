@@ -74,6 +74,12 @@ class BlockCodec {
 
   const FrameOptions& options() const { return opts_; }
   Result<std::string> Encode(std::string_view key, std::string_view data) const;
+  // True when frames are stored as they are (no compression, no encryption): the framed object
+  // of `data` is then EncodeHeader(key, data) followed by `data` itself.
+  bool stores_frames_verbatim() const;
+  // The header and frame table of the framed object of `data` (checksums computed over `data`
+  // in place); EINVAL unless stores_frames_verbatim().
+  Result<std::string> EncodeHeader(std::string_view key, std::string_view data) const;
   // The number of bytes of the object's start that ParseHeader needs, knowing its first
   // kFrameHeaderSize bytes (EIO when they are not a framed header).
   Result<uint64_t> HeaderLength(std::string_view key, std::string_view prefix) const;

@@ -21,6 +21,10 @@ class FaultyStore final : public ObjectStore {
     NX_TRY(Inject("put", key));
     return inner_->Put(key, data);
   }
+  Status PutParts(std::string_view key, std::span<const std::string_view> parts) override {
+    NX_TRY(Inject("put", key));
+    return inner_->PutParts(key, parts);
+  }
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
     NX_TRY(Inject("get", key));
     return inner_->Get(key, off, len);

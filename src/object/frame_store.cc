@@ -70,9 +70,18 @@ class FrameStore final : public ObjectStore {
 
   Status Put(std::string_view key, std::string_view data) override {
     NX_TRY(ValidateKey(key));
-    NX_ASSIGN_OR_RETURN(std::string object, codec_.Encode(key, data));
+    // Frames stored as they are: the header and table go out ahead of `data` itself (one copy
+    // less of every block on a store that writes the parts as they are, like file://).
+    const bool verbatim = codec_.stores_frames_verbatim();
+    NX_ASSIGN_OR_RETURN(std::string object,
+                        verbatim ? codec_.EncodeHeader(key, data) : codec_.Encode(key, data));
     headers_.Remove(key);
-    NX_TRY(inner_->Put(key, object));
+    if (verbatim) {
+      const std::string_view parts[] = {object, data};
+      NX_TRY(inner_->PutParts(key, parts));
+    } else {
+      NX_TRY(inner_->Put(key, object));
+    }
     if (auto h = codec_.ParseHeader(key, object)) {
       headers_.Put(key, std::make_shared<const FrameHeader>(std::move(*h)));
     }

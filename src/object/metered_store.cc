@@ -61,6 +61,14 @@ class MeteredStore final : public ObjectStore {
     r.Done(s.ok(), s.ok() ? data.size() : 0);
     return s;
   }
+  Status PutParts(std::string_view key, std::span<const std::string_view> parts) override {
+    Request r(put_);
+    Status s = inner_->PutParts(key, parts);
+    uint64_t bytes = 0;
+    for (std::string_view p : parts) bytes += p.size();
+    r.Done(s.ok(), s.ok() ? bytes : 0);
+    return s;
+  }
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
     Request r(get_);
     auto v = inner_->Get(key, off, len);

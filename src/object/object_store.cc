@@ -27,6 +27,16 @@ Status ValidateKey(std::string_view key) {
   return Status::OK();
 }
 
+Status ObjectStore::PutParts(std::string_view key, std::span<const std::string_view> parts) {
+  if (parts.size() == 1) return Put(key, parts[0]);
+  size_t total = 0;
+  for (std::string_view p : parts) total += p.size();
+  std::string joined;
+  joined.reserve(total);
+  for (std::string_view p : parts) joined.append(p);
+  return Put(key, joined);
+}
+
 Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(std::string_view url,
                                                        const StoreOptions& options) {
   auto u = Url::Parse(url);

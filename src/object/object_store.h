@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +56,10 @@ class ObjectStore {
   virtual ~ObjectStore() = default;
 
   virtual Status Put(std::string_view key, std::string_view data) = 0;
+  // Put of the concatenation of `parts`, for callers that hold an object in pieces (a framed
+  // block's header and its data): a store that can send the pieces as they are overrides it
+  // (file:// writes them with writev), the default joins them into one buffer and calls Put.
+  virtual Status PutParts(std::string_view key, std::span<const std::string_view> parts);
   // Reads [off, off+len) of the object; len = UINT64_MAX means to the end. A range past the end
   // is clipped (a read starting at or past the end returns "").
   virtual Result<std::string> Get(std::string_view key, uint64_t off = 0,

@@ -6,9 +6,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <stdlib.h>
 #include <xxhash.h>
 
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "common/encoding.h"
@@ -261,6 +263,79 @@ TEST(CodecKeyTest, WrongKeyOrMissingKeyIsAnError) {
   // Encrypting twice gives different bytes (a fresh salt per object).
   ASSERT_TRUE(st.framed->Put("y", data).ok());
   EXPECT_NE(*st.raw->Get("x", 0, UINT64_MAX), *st.raw->Get("y", 0, UINT64_MAX));
+}
+
+// The bytes of an unencrypted, uncompressed framed object, built from docs/formats.md alone: a
+// change to how blocks are encoded must keep existing volumes readable.
+std::string PlainObjectPerTheSpec(std::string_view key, std::string_view data, uint32_t fs) {
+  const uint64_t seed = XXH3_64bits(key.data(), key.size());
+  const uint32_t count = static_cast<uint32_t>((data.size() + fs - 1) / fs);
+  std::string fixed = "NXFB";
+  PutU8(&fixed, 1);
+  PutU8(&fixed, 0);
+  PutBE16(&fixed, 0);
+  PutBE32(&fixed, fs);
+  PutBE32(&fixed, count);
+  PutBE64(&fixed, data.size());
+  fixed.append(16, '\0');
+  std::string table;
+  for (uint32_t i = 0; i < count; ++i) {
+    std::string_view f = data.substr(size_t(i) * fs, fs);
+    PutBE32(&table, static_cast<uint32_t>(f.size()));
+    PutBE32(&table, 0);
+    PutBE64(&table,
+            XXH3_64bits_withSeed(f.data(), f.size(), seed ^ ((i + 1) * 0x9E3779B97F4A7C15ULL)));
+  }
+  std::string both = fixed + table;
+  // XXH3 streaming over bytes 0-39 then the table = one-shot over their concatenation.
+  std::string obj = fixed;
+  PutBE64(&obj, XXH3_64bits_withSeed(both.data(), both.size(), seed));
+  return obj + table + std::string(data);
+}
+
+TEST(CodecFormatTest, PlainFramesAreTheSpecsBytesAndTheHeaderThenTheData) {
+  for (size_t n : {size_t(0), size_t(1), size_t(4096), size_t(4097), size_t(100000)}) {
+    BlockCodec codec(Stack("frames", 4096));
+    ASSERT_TRUE(codec.stores_frames_verbatim());
+    const std::string data = Random(n, n + 1);
+    const std::string want = PlainObjectPerTheSpec("k/1_0_" + std::to_string(n), data, 4096);
+    auto obj = codec.Encode("k/1_0_" + std::to_string(n), data);
+    ASSERT_TRUE(obj) << obj.error().ToString();
+    EXPECT_EQ(*obj, want) << n;
+    auto head = codec.EncodeHeader("k/1_0_" + std::to_string(n), data);
+    ASSERT_TRUE(head) << head.error().ToString();
+    EXPECT_EQ(*head + data, want) << n;
+    EXPECT_EQ(*codec.Decode("k/1_0_" + std::to_string(n), want), data);
+  }
+  for (std::string stack : {"lz4", "aes"}) {
+    BlockCodec codec(Stack(stack));
+    EXPECT_FALSE(codec.stores_frames_verbatim());
+    EXPECT_EQ(codec.EncodeHeader("k", "data").error().code(), EINVAL) << stack;
+  }
+}
+
+// FrameStore over file:// sends plain blocks as header + data parts (writev): the file holds
+// exactly the encoded object, and a store with an empty header cache reads it back.
+TEST(CodecFormatTest, FrameStoreOverFilesWritesTheEncodedObject) {
+  char tmpl[] = "/tmp/nexus-codec-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  {
+    auto file = ObjectStore::Open("file://" + dir);
+    ASSERT_TRUE(file);
+    auto framed = NewFrameStore(std::move(*file), Stack("frames"));
+    const std::string data = Random((4 << 20) - 5, 9);
+    ASSERT_TRUE(framed->Put("c/7_0_4194299", data).ok());
+    auto raw = ObjectStore::Open("file://" + dir);
+    ASSERT_TRUE(raw);
+    EXPECT_EQ(*(*raw)->Get("c/7_0_4194299"),
+              PlainObjectPerTheSpec("c/7_0_4194299", data, 64 << 10));
+    auto again = NewFrameStore(std::move(*raw), Stack("frames"));
+    EXPECT_EQ(*again->Get("c/7_0_4194299", 70000, 5000), data.substr(70000, 5000));
+    EXPECT_EQ(*again->Get("c/7_0_4194299"), data);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(CodecKeyTest, RawObjectsAreNotFramed) {

@@ -105,6 +105,29 @@ TEST_P(StoreTest, EmptyAndLargeObjects) {
   EXPECT_EQ(*store_->Get("big", (4 << 20) + 3, 1 << 20), big.substr((4 << 20) + 3, 1 << 20));
 }
 
+TEST_P(StoreTest, PutPartsStoresTheConcatenation) {
+  // Empty parts, more parts than one writev takes, and parts of a few MiB.
+  std::vector<std::string> pieces;
+  for (int i = 0; i < 150; ++i) pieces.push_back(i % 7 == 3 ? "" : Random(1 + i * 37, 10 + i));
+  pieces.push_back(Random(3 << 20, 3));
+  pieces.push_back("");
+  pieces.push_back(Random(48, 4));
+  std::vector<std::string_view> parts(pieces.begin(), pieces.end());
+  std::string joined;
+  for (const auto& p : pieces) joined += p;
+  ASSERT_TRUE(store_->PutParts("parts/a", parts).ok());
+  EXPECT_EQ(*store_->Get("parts/a"), joined);
+  EXPECT_EQ(store_->Head("parts/a")->size, joined.size());
+  EXPECT_EQ(*store_->Get("parts/a", 5000, 100), joined.substr(5000, 100));
+  // Overwrite with one part, then with none (an empty object).
+  const std::string_view one[] = {"just this"};
+  ASSERT_TRUE(store_->PutParts("parts/a", one).ok());
+  EXPECT_EQ(*store_->Get("parts/a"), "just this");
+  ASSERT_TRUE(store_->PutParts("parts/a", {}).ok());
+  EXPECT_EQ(*store_->Get("parts/a"), "");
+  EXPECT_EQ(store_->PutParts("/bad", one).code(), EINVAL);
+}
+
 TEST_P(StoreTest, BadKeys) {
   for (std::string key : {"", "/abs", "a//b", "a/../b", "..", "a/./b", "trailing/"}) {
     EXPECT_EQ(store_->Put(key, "x").code(), EINVAL) << key;
