@@ -175,6 +175,99 @@ TEST(kv_Etcd, ReadsAndScansConflictAcrossClients) {
   ASSERT_TRUE(a->Reset().ok());
 }
 
+// HTTP requests per transaction (EngineStats::round_trips): a key read again in a body costs
+// nothing, a MultiGet is one read-only etcd txn (of at most 128 ranges), and its reads conflict
+// like single reads.
+TEST(kv_Etcd, RequestsPerTransaction) {
+  SKIP_WITHOUT_ETCD();
+  const std::string url = SharedUrl(Unique("requests"));
+  auto a = MustOpen(url);
+  auto b = MustOpen(url);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(a->Update([](Txn& t) -> Status {
+                 NX_TRY(t.Put("a", "1"));
+                 return t.Put("b", "2");
+               }).ok());  // also takes the lease of the commit markers
+  auto requests = [&](auto&& fn) {
+    const uint64_t before = a->Stats().round_trips;
+    fn();
+    return a->Stats().round_trips - before;
+  };
+  std::optional<std::string> v;
+  EXPECT_EQ(requests([&] {
+              ASSERT_TRUE(a->View([&](Txn& t) -> Status {
+                             NX_ASSIGN_OR_RETURN(v, t.Get("a"));
+                             return Status::OK();
+                           }).ok());
+            }),
+            1u);
+  EXPECT_EQ(v, "1");
+  EXPECT_EQ(requests([&] {
+              ASSERT_TRUE(a->View([&](Txn& t) -> Status {
+                             NX_TRY(t.Get("a"));
+                             NX_TRY(t.Get("b"));
+                             NX_ASSIGN_OR_RETURN(v, t.Get("a"));
+                             return Status::OK();
+                           }).ok());
+            }),
+            2u);
+  EXPECT_EQ(v, "1");
+  std::vector<std::optional<std::string>> got;
+  EXPECT_EQ(requests([&] {
+              ASSERT_TRUE(a->View([&](Txn& t) -> Status {
+                             NX_ASSIGN_OR_RETURN(got, t.MultiGet({"a", "missing", "b", "a"}));
+                             return Status::OK();
+                           }).ok());
+            }),
+            1u);
+  EXPECT_EQ(got, (std::vector<std::optional<std::string>>{"1", std::nullopt, "2", "1"}));
+  // A MultiGet after a read of one of its keys, in an Update that also reads its own write:
+  // one request for "b" alone, one for the commit.
+  EXPECT_EQ(requests([&] {
+              ASSERT_TRUE(a->Update([&](Txn& t) -> Status {
+                             NX_TRY(t.Get("a"));
+                             NX_TRY(t.Put("c", "3"));
+                             NX_ASSIGN_OR_RETURN(got, t.MultiGet({"a", "b", "c"}));
+                             return Status::OK();
+                           }).ok());
+            }),
+            3u);
+  EXPECT_EQ(got, (std::vector<std::optional<std::string>>{"1", "2", "3"}));
+  // A blind write: the commit only.
+  EXPECT_EQ(requests([&] { ASSERT_TRUE(a->Update([](Txn& t) { return t.Put("d", "4"); }).ok()); }),
+            1u);
+  // 300 keys: three txns of at most 128 ranges (etcd's default --max-txn-ops), one state.
+  ASSERT_TRUE(a->Update([](Txn& t) -> Status {
+                 for (int i = 0; i < 100; ++i) NX_TRY(t.Put("k" + std::to_string(i), "v"));
+                 return Status::OK();
+               }).ok());
+  std::vector<std::string> many;
+  for (int i = 0; i < 300; ++i) many.push_back("k" + std::to_string(i));
+  EXPECT_EQ(requests([&] {
+              ASSERT_TRUE(a->View([&](Txn& t) -> Status {
+                             NX_ASSIGN_OR_RETURN(got, t.MultiGet(many));
+                             return Status::OK();
+                           }).ok());
+            }),
+            3u);
+  ASSERT_EQ(got.size(), 300u);
+  EXPECT_EQ(got[99], "v");
+  EXPECT_EQ(got[100], std::nullopt);
+  // A key read through MultiGet and changed by another client before the commit: conflict.
+  int runs = 0;
+  ASSERT_TRUE(a->Update([&](Txn& t) -> Status {
+                 ++runs;
+                 NX_ASSIGN_OR_RETURN(got, t.MultiGet({"a", "b"}));
+                 if (runs == 1) {
+                   EXPECT_TRUE(b->Update([](Txn& u) { return u.Put("b", "b2"); }).ok());
+                 }
+                 return t.Put("sum", *got[0] + *got[1]);
+               }).ok());
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(Get(*a, "sum"), "1b2");
+  ASSERT_TRUE(a->Reset().ok());
+}
+
 // etcd's own limits (defaults: 128 operations per txn, 1.5 MiB per request) give E2BIG with a
 // message that says which server flag to raise; a transaction is never split.
 TEST(kv_Etcd, ServerLimitsGiveClearErrors) {

@@ -23,6 +23,7 @@
 // with EIO naming the last error.
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -141,6 +142,8 @@ class Client {
   }
 
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // HTTP requests answered or failed (EngineStats::round_trips).
+  uint64_t requests() const { return requests_.load(std::memory_order_relaxed); }
 
   // POSTs `req` to `path` ("/v3/kv/range"). `idempotent` requests are retried on any endpoint
   // until the deadline; a non-idempotent one whose reply is lost returns with out->unknown set.
@@ -256,6 +259,9 @@ class Client {
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, std::min<long>(total, 2000));
     struct curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+    // libcurl asks for "100 Continue" before a body over 1 MiB (7.88; over 1 KiB before 7.?),
+    // one more round trip for a large commit: the gateway always takes the body.
+    headers = curl_slist_append(headers, "Expect:");
     std::string auth;
     {
       std::lock_guard lock(mu_);
@@ -264,6 +270,7 @@ class Client {
     if (!auth.empty()) headers = curl_slist_append(headers, auth.c_str());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     CURLcode cc = curl_easy_perform(c);
+    requests_.fetch_add(1, std::memory_order_relaxed);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
     curl_slist_free_all(headers);
@@ -317,6 +324,7 @@ class Client {
   const std::string user_, password_;
   const std::chrono::milliseconds timeout_;
   std::atomic<size_t> current_{0};
+  std::atomic<uint64_t> requests_{0};
   std::mutex mu_;
   std::string token_;
   std::vector<CURL*> pool_;
@@ -328,6 +336,11 @@ class EtcdTxn final : public BufferedTxn {
  public:
   EtcdTxn(EtcdEngine* e, bool read_only) : BufferedTxn(read_only), e_(e), read_only_(read_only) {}
 
+  // Reads of several keys in one request: one read-only etcd txn of ranges at the
+  // transaction's revision (the first read of a body takes it from the reply).
+  Result<std::vector<std::optional<std::string>>> MultiGet(
+      const std::vector<std::string>& keys) override;
+
   int64_t revision() const { return rev_; }
   const std::map<std::string, int64_t, std::less<>>& reads() const { return reads_; }
   const std::vector<std::pair<std::string, std::string>>& scans() const { return scans_; }
@@ -337,10 +350,16 @@ class EtcdTxn final : public BufferedTxn {
   Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) override;
 
  private:
+  // Records a key read at rev_ (full etcd key) with its value and mod_revision.
+  void Seen(const std::string& full, std::optional<std::string> value, int64_t mod);
+
   EtcdEngine* e_;
   bool read_only_;
   int64_t rev_ = 0;                                    // the revision every read sees; 0 = none yet
   std::map<std::string, int64_t, std::less<>> reads_;  // key -> mod_revision at rev_ (0 absent)
+  // Values read at rev_ (engine keys): a key read again is answered without a request, since
+  // every read of the body is at the same revision.
+  std::map<std::string, std::optional<std::string>, std::less<>> values_;
   std::vector<std::pair<std::string, std::string>> scans_;  // scanned etcd ranges [b, e)
 };
 
@@ -420,7 +439,9 @@ class EtcdEngine final : public Engine {
   // so every committed transaction is already durable.
   Status Sync() override { return Status::OK(); }
   std::string Name() const override { return url_.Redacted(); }
-  EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
+  EngineStats Stats() const override {
+    return {txns_.load(), conflicts_.load(), failures_.load(), client_.requests()};
+  }
 
   // One delete of the whole prefix: atomic, and free of the per-transaction op limit.
   Status Reset() override {
@@ -541,7 +562,9 @@ class EtcdEngine final : public Engine {
     int64_t mod = 0;
     const json& resp = (*r)["responses"];
     if (resp.is_array() && !resp.empty()) {
-      const json& kvs = resp[0]["response_range"]["kvs"];
+      // value(), not operator[]: the marker may be gone (no "kvs"), and operator[] of a const
+      // json on an absent key is undefined.
+      const json kvs = resp[0].value("response_range", json::object()).value("kvs", json::array());
       if (kvs.is_array() && !kvs.empty()) mod = Int(kvs[0], "mod_revision");
     }
     slot->mod = mod;
@@ -609,7 +632,13 @@ class EtcdEngine final : public Engine {
   friend class EtcdTxn;
 };
 
+void EtcdTxn::Seen(const std::string& full, std::optional<std::string> value, int64_t mod) {
+  if (!read_only_) reads_.emplace(full, mod);
+  values_.emplace(full.substr(e_->prefix().size()), std::move(value));
+}
+
 Result<std::optional<std::string>> EtcdTxn::BaseGet(std::string_view key) {
+  if (auto it = values_.find(key); it != values_.end()) return it->second;
   const std::string full = e_->prefix() + std::string(key);
   json req = {{"key", B64(full)}};
   if (rev_) {  // later reads of a transaction: at its revision, without a raft round
@@ -625,7 +654,71 @@ Result<std::optional<std::string>> EtcdTxn::BaseGet(std::string_view key) {
     NX_ASSIGN_OR_RETURN(out, Bytes(kvs[0], "value"));
     mod = Int(kvs[0], "mod_revision");
   }
-  if (!read_only_) reads_.emplace(full, mod);
+  Seen(full, out, mod);
+  return out;
+}
+
+Result<std::vector<std::optional<std::string>>> EtcdTxn::MultiGet(
+    const std::vector<std::string>& keys) {
+  std::vector<std::optional<std::string>> out(keys.size());
+  std::vector<size_t> remote;  // indexes of keys neither written nor read before
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (auto w = writes().find(keys[i]); w != writes().end()) {
+      out[i] = w->second;
+    } else if (auto v = values_.find(keys[i]); v != values_.end()) {
+      out[i] = v->second;
+    } else if (std::find_if(remote.begin(), remote.end(),
+                            [&](size_t j) { return keys[j] == keys[i]; }) == remote.end()) {
+      remote.push_back(i);
+    }
+  }
+  if (remote.size() == 1) {
+    NX_ASSIGN_OR_RETURN(out[remote[0]], BaseGet(keys[remote[0]]));
+  }
+  // etcd refuses a txn of more than --max-txn-ops operations (default 128): larger reads go in
+  // several txns, all at the revision of the first, so they still see one state.
+  constexpr size_t kOpsPerTxn = 128;
+  for (size_t from = 0; remote.size() > 1 && from < remote.size(); from += kOpsPerTxn) {
+    const size_t to = std::min(remote.size(), from + kOpsPerTxn);
+    json ops = json::array();
+    for (size_t j = from; j < to; ++j) {
+      json range = {{"key", B64(e_->prefix() + keys[remote[j]])}};
+      if (rev_) {  // a txn whose ranges are all serializable skips the raft read round
+        range["revision"] = rev_;
+        range["serializable"] = true;
+      }
+      ops.push_back({{"request_range", std::move(range)}});
+    }
+    NX_ASSIGN_OR_RETURN(json r,
+                        e_->client().Post("/v3/kv/txn", {{"success", std::move(ops)}}, true));
+    // A txn reads one revision: the first one's header names it for the rest of the body.
+    if (!rev_) rev_ = Int(r["header"], "revision");
+    const json& resp = r["responses"];
+    if (!resp.is_array() || resp.size() != to - from) {
+      return Err(EIO, "etcd txn of " + std::to_string(to - from) + " reads answered " +
+                          std::to_string(resp.is_array() ? resp.size() : 0));
+    }
+    for (size_t j = from; j < to; ++j) {
+      const std::string& key = keys[remote[j]];
+      // The gateway leaves out empty fields ("kvs" of a missing key); a const json's
+      // operator[] must not be used on an absent key.
+      const json& range = resp[j - from].value("response_range", json::object());
+      const json kvs = range.value("kvs", json::array());
+      std::optional<std::string> value;
+      int64_t mod = 0;
+      if (kvs.is_array() && !kvs.empty()) {
+        NX_ASSIGN_OR_RETURN(value, Bytes(kvs[0], "value"));
+        mod = Int(kvs[0], "mod_revision");
+      }
+      out[remote[j]] = value;
+      Seen(e_->prefix() + key, std::move(value), mod);
+    }
+  }
+  // Duplicates of a key fetched above.
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (writes().count(keys[i])) continue;
+    if (auto v = values_.find(keys[i]); v != values_.end()) out[i] = v->second;
+  }
   return out;
 }
 
