@@ -84,13 +84,19 @@ start_etcd() {
   pids+=($!)
   for _ in $(seq 100); do curl -s "http://127.0.0.1:$cport/health" | grep -q true && break; sleep 0.1; done
   url="etcd://127.0.0.1:$cport/bench"
-  local n=1000 t0 t1
+  # One curl process given the URL n times reuses one keep-alive connection: the gateway's
+  # cost per request without a process start per request (the old loop measured 8.8 ms).
+  local n=1000 t0 t1 t2 urls
+  urls=$(for _ in $(seq $n); do printf 'http://127.0.0.1:%s/v3/kv/range ' "$cport"; done)
   t0=$(date +%s%N)
-  for _ in $(seq $n); do
-    curl -s -X POST "http://127.0.0.1:$cport/v3/kv/range" -d '{"key":"eA=="}' >/dev/null
-  done
+  # shellcheck disable=SC2086
+  curl -s -H 'Content-Type: application/json' -d '{"key":"eA=="}' $urls >/dev/null
   t1=$(date +%s%N)
-  rtt="range: $(((t1 - t0) / n / 1000)) µs (curl per request: includes a process start)"
+  # shellcheck disable=SC2086
+  curl -s -H 'Content-Type: application/json' -d '{"key":"eA==","value":"eA=="}' \
+    ${urls//range/put} >/dev/null
+  t2=$(date +%s%N)
+  rtt="range $(((t1 - t0) / n / 1000)) µs, put $(((t2 - t1) / n / 1000)) µs (one keep-alive curl)"
 }
 
 # md_bench prints "threads=T files=N create=X/s stat=X/s ... rmdir=X/s".
