@@ -11,8 +11,8 @@
 // Serializable snapshot isolation makes point reads, scans and absent keys conflict-checked;
 // a serialization failure or deadlock (SQLSTATE 40001, 40P01), at any statement or at COMMIT,
 // runs the body again after a jittered backoff. Two concurrent Adds to one counter still
-// conflict (the second writer of a row in a SERIALIZABLE transaction gets 40001 once the first
-// commits), but neither reads the counter: the conflict window is the commit pipeline itself.
+// conflict (the second writer of a row in a SERIALIZABLE transaction gets 40001 when the first
+// committed after the second's snapshot, taken at its first statement); neither reads it.
 //
 // View runs in REPEATABLE READ READ ONLY, BEGIN sent with its first read. It ends with a
 // ROLLBACK (same as COMMIT for a read-only transaction) that is sent without waiting: its
@@ -41,6 +41,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/url.h"
 #include "meta/kv/buffered_txn.h"
 #include "meta/kv/engines.h"
@@ -677,7 +678,12 @@ class PostgresEngine final : public Engine {
       if (c) {
         auto st = (*c)->Scalar(sql.c_str(), "commit fence");
         Give(std::move(*c));
-        if (st && !st->empty()) return std::strtoll(st->c_str(), nullptr, 10) == seq;
+        if (st && !st->empty()) {
+          const bool committed = std::strtoll(st->c_str(), nullptr, 10) == seq;
+          NX_LOG_WARN("postgres {}: the reply to a COMMIT was lost; the fence row says it {}",
+                      cfg_.name, committed ? "committed" : "did not commit (retrying)");
+          return committed;
+        }
       }
       if (!WaitOutage(deadline)) {
         return Err(Status::IOError("postgres " + cfg_.name +
