@@ -5,19 +5,22 @@
 //
 // Transactions are optimistic. A point read of an Update WATCHes "v" + K before it GETs it (one
 // pipelined round trip), so a commit by anyone else to that key makes our EXEC return nil -> the
-// body runs again. A scan reads members from "i" in batches, WATCHes and MGETs their values, and
-// records the range it covered and how many members it got. The commit is MULTI, EVAL <commit
-// script>, EXEC: the script first recounts every recorded range with ZLEXCOUNT and gives up
-// (conflict, nothing written) if a count differs -- a key inserted into a scanned range; a
-// deleted or changed key is caught by its WATCH -- and then applies the buffered puts, deletes
-// and adds. Together that makes scans serializable too (no phantoms), at the cost of one
-// O(log n) ZLEXCOUNT per scanned range at commit.
+// body runs again. A scan reads members from "i" in batches and MGETs their values (unwatched),
+// and records the range it covered, how many members it got, and a digest of the values. A
+// MultiGet of more than kWatchKeys keys is recorded the same way instead of WATCHed (WATCH of n
+// keys is O(n^2) in Redis 7.0). The commit is MULTI, EVAL <commit script>, EXEC: the script
+// first recounts every recorded range with ZLEXCOUNT and re-reads every recorded bulk read and
+// compares its digest, and gives up (conflict, nothing written) if a count or a digest differs
+// -- a key inserted into a scanned range, or a value read in bulk changed or deleted; a point
+// read is caught by its WATCH -- and then applies the buffered puts, deletes and adds. Together
+// that makes scans serializable too (no phantoms), at the cost of one O(log n) ZLEXCOUNT per
+// scanned range and one GET per key read in bulk, on the server, at commit.
 //
 // A View's point reads are unwatched MGETs that re-read every key the View read before (see
 // kSnapshotKeys), so a one-key View is one round trip with nothing after it. A View that scans
-// or reads many keys WATCHes what it read and runs the commit's validation without writes: its
-// reads are the state at its final EXEC. Every exchange with the server is counted in
-// EngineStats::round_trips.
+// or reads many keys WATCHes (or records, as above) what it read and runs the commit's
+// validation without writes: its reads are the state at its final EXEC. Every exchange with the
+// server is counted in EngineStats::round_trips.
 //
 // Txn::Add is buffered as a delta and applied by the script (64-bit two's complement, exact),
 // so concurrent Adds never conflict; reading the counter in the same transaction WATCHes it.
@@ -28,12 +31,14 @@
 // together with the writes ("t" + 16 random bytes, expiring after 10 minutes): present ->
 // committed, absent -> the body runs again.
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 #include <sys/time.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -53,8 +58,9 @@ constexpr auto kOutageWait = std::chrono::seconds(30);
 constexpr size_t kMaxIdle = 32;
 constexpr char kIndex[] = "i";
 
-// ARGV: nranges, then (min, max, count) per range, then the marker key, then ops: "p" K V,
-// "d" K, "a" K LO HI (the delta as two unsigned 32-bit halves). Returns 1, or 0 on a conflict.
+// ARGV: nranges, then (min, max, count) per range; nchecks, then (nkeys, digest, value keys...)
+// per check (ValuesDigest of the values read); the marker key; then ops: "p" K V, "d" K,
+// "a" K LO HI (the delta as two unsigned 32-bit halves). Returns 1, or 0 on a conflict.
 constexpr char kCommitScript[] = R"lua(
 local n = tonumber(ARGV[1])
 local i = 2
@@ -63,6 +69,17 @@ for r = 1, n do
     return 0
   end
   i = i + 3
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for c = 1, n do
+  local nk, parts = tonumber(ARGV[i]), {}
+  for j = 1, nk do
+    local v = redis.call('GET', ARGV[i + 1 + j])
+    if v then parts[j] = 'v' .. #v .. ':' .. v else parts[j] = 'n' end
+  end
+  if redis.sha1hex(table.concat(parts)) ~= ARGV[i + 1] then return 0 end
+  i = i + 2 + nk
 end
 if ARGV[i] ~= '' then redis.call('SET', ARGV[i], '1', 'EX', 600) end
 i = i + 1
@@ -116,6 +133,39 @@ struct RedisConfig {
 };
 
 std::string ReplyText(const redisReply* r) { return std::string(r->str, r->len); }
+
+// Reads of more than this many keys at once (scan batches, big MultiGets) are not WATCHed:
+// Redis 7.0's WATCH looks for each key in the list of keys the connection already watches, so
+// WATCHing n keys costs O(n^2) (1,000 directory entries took tens of milliseconds). Their
+// values are checked by the commit script instead, against a digest of what was read.
+constexpr size_t kWatchKeys = 16;
+
+// SHA-1 (hex) of the values as the commit script encodes them: "v" LEN ":" VALUE, or "n" for
+// an absent key.
+std::string ValuesDigest(const std::vector<std::optional<std::string>>& values) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr);
+  for (const auto& v : values) {
+    if (!v) {
+      EVP_DigestUpdate(ctx.get(), "n", 1);
+      continue;
+    }
+    const std::string head = "v" + std::to_string(v->size()) + ":";
+    EVP_DigestUpdate(ctx.get(), head.data(), head.size());
+    EVP_DigestUpdate(ctx.get(), v->data(), v->size());
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    const unsigned char b = md[i];
+    hex.push_back(kHex[b >> 4]);
+    hex.push_back(kHex[b & 15]);
+  }
+  return hex;
+}
 
 // One connection. A transport error, or a server that is still loading its data, marks it
 // unavailable: the engine drops it and may retry the attempt on a new one.
@@ -258,11 +308,19 @@ class RedisTxn final : public BufferedTxn {
       for (size_t j = 0; j < remote.size(); ++j) out[remote[j]] = std::move(values[j]);
       return out;
     }
-    Cmd watch{"WATCH"}, mget{"MGET"};
-    for (size_t i : remote) {
-      watch.push_back(ValueKey(keys[i]));
-      mget.push_back(watch.back());
+    Cmd mget{"MGET"};
+    for (size_t i : remote) mget.push_back(ValueKey(keys[i]));
+    if (remote.size() > kWatchKeys) {
+      NX_ASSIGN_OR_RETURN(auto r, Exchange({mget}));
+      NX_TRY(c_->Check(r[0].get(), "mget"));
+      NX_ASSIGN_OR_RETURN(auto values, CheckedValues(r[0].get(), mget));
+      for (size_t j = 0; j < remote.size(); ++j) {
+        out[remote[j]] = WithAdd(keys[remote[j]], std::move(values[j]));
+      }
+      return out;
     }
+    Cmd watch = mget;
+    watch[0] = "WATCH";
     NX_ASSIGN_OR_RETURN(auto r, Exchange({watch, mget}));
     NX_TRY(c_->Check(r[0].get(), "watch"));
     NX_TRY(c_->Check(r[1].get(), "mget"));
@@ -290,6 +348,8 @@ class RedisTxn final : public BufferedTxn {
     if (!with_writes && snapshot_mode_) return Status::OK();
     Cmd eval{"EVAL", kCommitScript, "0", std::to_string(ranges_.size() / 3)};
     for (const auto& r : ranges_) eval.push_back(r);
+    eval.push_back(std::to_string(nchecks_));
+    eval.insert(eval.end(), checks_.begin(), checks_.end());
     eval.push_back(with_writes ? marker_ : "");
     size_t ops = 0;
     if (with_writes) {
@@ -305,7 +365,7 @@ class RedisTxn final : public BufferedTxn {
         ++ops;
       }
     }
-    if (ops == 0 && ranges_.empty()) {
+    if (ops == 0 && ranges_.empty() && checks_.empty()) {
       if (!watched_) return Status::OK();
       // Only point reads: an empty MULTI/EXEC checks the WATCHes.
       NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"MULTI"}, {"EXEC"}}));
@@ -324,7 +384,9 @@ class RedisTxn final : public BufferedTxn {
     if (r[2]->type == REDIS_REPLY_NIL) return Status::Conflict("redis: a read key changed");
     if (r[2]->type != REDIS_REPLY_ARRAY || r[2]->elements != 1) return BadReply("EXEC");
     NX_TRY(c_->Check(r[2]->element[0], "commit script"));
-    if (r[2]->element[0]->integer != 1) return Status::Conflict("redis: a scanned range changed");
+    if (r[2]->element[0]->integer != 1) {
+      return Status::Conflict("redis: a scanned range or a key read in bulk changed");
+    }
     return Status::OK();
   }
 
@@ -333,7 +395,9 @@ class RedisTxn final : public BufferedTxn {
   // View in snapshot mode was checked at every read; anything else is validated by EXEC.
   Status Validate() {
     if (doomed_) return Status::Conflict("redis: a read key changed during the transaction");
-    if (snapshot_mode_ || (read_exchanges_ <= 1 && ranges_.empty())) return Status::OK();
+    if (snapshot_mode_ || (read_exchanges_ <= 1 && ranges_.empty() && checks_.empty())) {
+      return Status::OK();
+    }
     return Commit(false);
   }
 
@@ -381,19 +445,13 @@ class RedisTxn final : public BufferedTxn {
       NX_TRY(c_->Check(zr[0].get(), "zrangebylex"));
       std::vector<std::string> keys;
       for (size_t i = 0; i < zr[0]->elements; ++i) keys.push_back(ReplyText(zr[0]->element[i]));
-      Reply values;
+      std::vector<std::optional<std::string>> values;
       if (!keys.empty()) {
-        Cmd watch{"WATCH"}, mget{"MGET"};
-        for (const auto& k : keys) watch.push_back(ValueKey(k));
-        mget.insert(mget.end(), watch.begin() + 1, watch.end());
-        NX_ASSIGN_OR_RETURN(auto r, Exchange({watch, mget}));
-        NX_TRY(c_->Check(r[0].get(), "watch"));
-        NX_TRY(c_->Check(r[1].get(), "mget"));
-        watched_ = true;
-        if (r[1]->type != REDIS_REPLY_ARRAY || r[1]->elements != keys.size()) {
-          return BadReply("MGET");
-        }
-        values = std::move(r[1]);
+        Cmd mget{"MGET"};
+        for (const auto& k : keys) mget.push_back(ValueKey(k));
+        NX_ASSIGN_OR_RETURN(auto r, Exchange({mget}));
+        NX_TRY(c_->Check(r[0].get(), "mget"));
+        NX_ASSIGN_OR_RETURN(values, CheckedValues(r[0].get(), mget));
       }
       fetched += keys.size();
       const bool last = keys.size() < batch;
@@ -404,8 +462,8 @@ class RedisTxn final : public BufferedTxn {
         }
         if (stopped) break;
         if (ait != adds_.end() && ait->first == keys[i]) ++ait;  // applied by WithAdd below
-        auto v = ValueOf(values->element[i]);
-        if (!v) {  // deleted between ZRANGEBYLEX and WATCH: this attempt cannot commit
+        auto v = std::move(values[i]);
+        if (!v) {  // deleted between ZRANGEBYLEX and MGET: this attempt cannot commit
           doomed_ = true;
           continue;
         }
@@ -502,6 +560,21 @@ class RedisTxn final : public BufferedTxn {
     return r;
   }
 
+  // The values of an unwatched MGET (`mget` = "MGET" and the value keys), recorded for the
+  // commit script to check.
+  Result<std::vector<std::optional<std::string>>> CheckedValues(const redisReply* r,
+                                                                const Cmd& mget) {
+    const size_t n = mget.size() - 1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) return Err(BadReply("MGET"));
+    std::vector<std::optional<std::string>> values(n);
+    for (size_t j = 0; j < n; ++j) values[j] = ValueOf(r->element[j]);
+    checks_.push_back(std::to_string(n));
+    checks_.push_back(ValuesDigest(values));
+    checks_.insert(checks_.end(), mget.begin() + 1, mget.end());
+    ++nchecks_;
+    return values;
+  }
+
   std::optional<std::string> WithAdd(std::string_view key, std::optional<std::string> v) {
     auto it = adds_.find(key);
     if (it == adds_.end()) return v;
@@ -515,6 +588,8 @@ class RedisTxn final : public BufferedTxn {
   int read_exchanges_ = 0;
   std::map<std::string, int64_t, std::less<>> adds_;
   std::vector<std::string> ranges_;  // (min, max, count) triples for the commit script
+  std::vector<std::string> checks_;  // (nkeys, digest, value keys...) for the commit script
+  size_t nchecks_ = 0;
   std::string marker_;
   bool watched_ = false, doomed_ = false, sent_commit_ = false;
 };
