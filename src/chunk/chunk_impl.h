@@ -69,6 +69,31 @@ struct FileState {
   std::mutex flush_mu;                          // one Flush of this file at a time
 };
 
+// Where the bytes of a read go, by offset from the start of the read: copied into `buf`, or, when
+// `pieces` is set, left in their cached block and referenced by a piece.
+class ReadSink {
+ public:
+  ReadSink(char* buf, std::vector<ReadPiece>* pieces) : buf_(buf), pieces_(pieces) {}
+  char* at(size_t pos) const { return buf_ + pos; }
+  // The caller wrote `n` bytes at at(pos).
+  void Filled(size_t pos, size_t n);
+  // `n` bytes from `in` of cached block `block` belong at `pos`.
+  void Block(size_t pos, const std::shared_ptr<const std::string>& block, size_t in, size_t n);
+  // Zeros `n` bytes at `pos`.
+  void Zero(size_t pos, size_t n);
+  // Forgets what was added since Mark() (a read attempt that is tried again).
+  struct Mark {
+    size_t count = 0;
+    size_t last_len = 0;
+  };
+  Mark mark() const;
+  void Rewind(const Mark& m);
+
+ private:
+  char* buf_;
+  std::vector<ReadPiece>* pieces_;
+};
+
 class ChunkStoreImpl final : public ChunkStore {
  public:
   // `disk` is the local disk cache, or null for none.
@@ -79,6 +104,8 @@ class ChunkStoreImpl final : public ChunkStore {
   Status Write(meta::Ino ino, uint64_t off, const char* data, size_t len) override;
   Result<size_t> Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
                       uint64_t file_len) override;
+  Result<size_t> ReadPieces(meta::Ino ino, uint64_t off, char* buf, size_t len, uint64_t file_len,
+                            std::vector<ReadPiece>* pieces) override;
   Status Flush(meta::Ino ino) override;
   uint64_t PendingLength(meta::Ino ino) override;
   uint64_t Commits() const override { return commits_.load(); }
@@ -115,17 +142,21 @@ class ChunkStoreImpl final : public ChunkStore {
   // valid at (see FileState::generation); cached only if no commit ran while Meta was read.
   Result<std::vector<meta::Slice>> CommittedRecords(meta::Ino ino, FileState& f, uint32_t chunk,
                                                     uint64_t* generation = nullptr);
+  Result<size_t> ReadInto(meta::Ino ino, uint64_t off, size_t len, uint64_t file_len,
+                          ReadSink& sink);
+  // Reads [pos, pos+len) of `chunk` to `sink` at `at`.
   Status ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
-                        char* out);
+                        ReadSink& sink, size_t at);
   // One attempt of ReadChunkRange; `used` gets the committed records it resolved and
   // `generation` the generation of `f` they were valid at.
   Status ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos, uint32_t len,
-                            char* out, std::vector<meta::Slice>* used, uint64_t* generation);
-  // Reads [off, off+len) of committed slice `id` of `size` bytes.
+                            ReadSink& sink, size_t at, std::vector<meta::Slice>* used,
+                            uint64_t* generation);
+  // Reads [off, off+len) of committed slice `id` of `size` bytes to `sink` at `at`.
   // `sequential`: the reader is streaming (readahead is fetching whole blocks), so a small miss
   // waits for its block instead of sending a ranged GET of its own.
-  Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out,
-                   bool sequential = false);
+  Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, ReadSink& sink,
+                   size_t at, bool sequential = false);
   // True while a whole-block download of `key` is in flight.
   bool Fetching(const std::string& key);
   // Reads [off, off+len) of one block object straight from the store (no caching).

@@ -39,8 +39,9 @@ Status ChunkStoreImpl::Compact(meta::Ino ino, uint32_t chunk) {
       uint64_t a = std::max<uint64_t>(start, p.pos),
                b = std::min<uint64_t>(data_end, uint64_t(p.pos) + p.len);
       if (p.id == 0 || a >= b) continue;
+      ReadSink sink(buf.data(), nullptr);
       NX_TRY(ReadSlice(p.id, p.size, p.off + static_cast<uint32_t>(a - p.pos),
-                       static_cast<uint32_t>(b - a), buf.data() + (a - start)));
+                       static_cast<uint32_t>(b - a), sink, a - start));
     }
     NX_ASSIGN_OR_RETURN(new_id, meta_->NewSliceId());
     PendingSlice s;

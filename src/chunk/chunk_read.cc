@@ -11,8 +11,59 @@
 
 namespace nexus::chunk {
 
+void ReadSink::Filled(size_t pos, size_t n) {
+  if (!pieces_ || n == 0) return;
+  if (!pieces_->empty()) {
+    ReadPiece& last = pieces_->back();
+    if (!last.keep && last.data + last.len == buf_ + pos) {
+      last.len += n;
+      return;
+    }
+  }
+  pieces_->push_back(ReadPiece{buf_ + pos, n, nullptr});
+}
+
+void ReadSink::Block(size_t pos, const std::shared_ptr<const std::string>& block, size_t in,
+                     size_t n) {
+  if (!pieces_) {
+    std::memcpy(buf_ + pos, block->data() + in, n);
+    return;
+  }
+  if (n == 0) return;
+  pieces_->push_back(ReadPiece{block->data() + in, n, block});
+}
+
+void ReadSink::Zero(size_t pos, size_t n) {
+  std::memset(buf_ + pos, 0, n);
+  Filled(pos, n);
+}
+
+ReadSink::Mark ReadSink::mark() const {
+  if (!pieces_ || pieces_->empty()) return Mark{};
+  return Mark{pieces_->size(), pieces_->back().len};
+}
+
+void ReadSink::Rewind(const Mark& m) {
+  if (!pieces_) return;
+  pieces_->resize(m.count);
+  if (m.count) pieces_->back().len = m.last_len;
+}
+
 Result<size_t> ChunkStoreImpl::Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
                                     uint64_t file_len) {
+  ReadSink sink(buf, nullptr);
+  return ReadInto(ino, off, len, file_len, sink);
+}
+
+Result<size_t> ChunkStoreImpl::ReadPieces(meta::Ino ino, uint64_t off, char* buf, size_t len,
+                                          uint64_t file_len, std::vector<ReadPiece>* pieces) {
+  pieces->clear();
+  ReadSink sink(buf, pieces);
+  return ReadInto(ino, off, len, file_len, sink);
+}
+
+Result<size_t> ChunkStoreImpl::ReadInto(meta::Ino ino, uint64_t off, size_t len, uint64_t file_len,
+                                        ReadSink& sink) {
   auto f = State(ino, true);
   uint64_t end = std::max(file_len, PendingLength(ino));
   if (off >= end || len == 0) return size_t{0};
@@ -44,7 +95,7 @@ Result<size_t> ChunkStoreImpl::Read(meta::Ino ino, uint64_t off, char* buf, size
     uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
     uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
     uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(len - done, meta::kChunkSize - pos));
-    Status st = ReadChunkRange(ino, *f, chunk, pos, n, buf + done);
+    Status st = ReadChunkRange(ino, *f, chunk, pos, n, sink, done);
     if (!st.ok()) {
       st = st.With("read inode " + std::to_string(ino) + " at " + std::to_string(at));
       NX_LOG_ERROR("{}", st.ToString());  // names the object that failed, if one did
@@ -80,12 +131,14 @@ Result<std::vector<meta::Slice>> ChunkStoreImpl::CommittedRecords(meta::Ino ino,
 // here (the commit has not left `pending` yet): then it waits for that commit to move the
 // generation and reads again. A failure over records that are still current is real.
 Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
-                                      uint32_t len, char* out) {
+                                      uint32_t len, ReadSink& sink, size_t at) {
+  const ReadSink::Mark mark = sink.mark();
   for (int attempt = 0;; ++attempt) {
     std::vector<meta::Slice> used;
     uint64_t gen = 0;
-    Status st = ReadChunkRangeOnce(ino, f, chunk, pos, len, out, &used, &gen);
+    Status st = ReadChunkRangeOnce(ino, f, chunk, pos, len, sink, at, &used, &gen);
     if (st.ok() || attempt == 4) return st;
+    sink.Rewind(mark);
     auto now = meta_->ReadChunk(ino, chunk);
     if (!now) return st;
     std::unique_lock lock(f.mu);
@@ -104,8 +157,8 @@ Status ChunkStoreImpl::ReadChunkRange(meta::Ino ino, FileState& f, uint32_t chun
 }
 
 Status ChunkStoreImpl::ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t chunk, uint32_t pos,
-                                          uint32_t len, char* out, std::vector<meta::Slice>* used,
-                                          uint64_t* generation) {
+                                          uint32_t len, ReadSink& sink, size_t at,
+                                          std::vector<meta::Slice>* used, uint64_t* generation) {
   // The committed records and this client's pending slices must be one consistent picture: a
   // slice committed (and dropped from `pending`) after the records were read would be in
   // neither. So take the pending slices at the generation the records are valid at, and read
@@ -132,20 +185,24 @@ Status ChunkStoreImpl::ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t 
     break;
   }
   if (committed >= static_cast<size_t>(opts_.compact_read_slices)) RequestCompaction(ino, chunk);
-  std::memset(out, 0, len);
+  // Bytes no slice covers (holes, past the end of the records) are zeros.
   const uint64_t want_end = uint64_t(pos) + len;
+  uint64_t filled = pos;  // everything before this offset of the chunk is placed
   for (const meta::Slice& p : meta::BuildSliceView(recs)) {
     uint64_t a = std::max<uint64_t>(pos, p.pos),
              b = std::min<uint64_t>(want_end, uint64_t(p.pos) + p.len);
     if (p.id == 0 || a >= b) continue;
+    if (a > filled) sink.Zero(at + (filled - pos), a - filled);
+    filled = b;
     uint32_t slice_off = p.off + static_cast<uint32_t>(a - p.pos);
     uint32_t n = static_cast<uint32_t>(b - a);
-    char* dst = out + (a - pos);
+    const size_t dst_at = at + (a - pos);
     auto it = pending.find(p.id);
     if (it == pending.end()) {
-      NX_TRY(ReadSlice(p.id, p.size, slice_off, n, dst, sequential));
+      NX_TRY(ReadSlice(p.id, p.size, slice_off, n, sink, dst_at, sequential));
       continue;
     }
+    char* dst = sink.at(dst_at);
     // This client's unflushed slice: buffered blocks from memory, uploaded ones from the store.
     const PendingSlice& s = *it->second;
     const uint32_t bs = opts_.block_size;
@@ -163,15 +220,18 @@ Status ChunkStoreImpl::ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t 
           copied = true;
         }
       }
-      if (!copied) {
+      if (copied) {
+        sink.Filled(static_cast<size_t>(dst - sink.at(0)), take);
+      } else {
         NX_ASSIGN_OR_RETURN(auto data, FetchBlock(s.id, blk, blk_size));
-        std::memcpy(dst, data->data() + in, take);
+        sink.Block(static_cast<size_t>(dst - sink.at(0)), data, in, take);
       }
       dst += take;
       slice_off += take;
       n -= take;
     }
   }
+  if (want_end > filled) sink.Zero(at + (filled - pos), want_end - filled);
   return Status::OK();
 }
 
@@ -184,10 +244,11 @@ bool ChunkStoreImpl::Fetching(const std::string& key) {
   return fetching_.count(key) != 0;
 }
 
-Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, char* out,
-                                 bool sequential) {
+Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
+                                 ReadSink& sink, size_t at, bool sequential) {
   const uint32_t bs = opts_.block_size;
   while (len > 0) {
+    char* out = sink.at(at);
     uint32_t blk = off / bs, in = off % bs;
     uint32_t blk_size = std::min(bs, size - blk * bs);
     uint32_t take = std::min(len, blk_size - in);
@@ -202,7 +263,8 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
     // memory. A larger read takes the whole block, which then goes to the memory cache too.
     if (!data && disk_ && take < bs / 4 && !whole) {
       if (disk_->ReadRange(key, in, take, out)) {
-        out += take;
+        sink.Filled(at, take);
+        at += take;
         off += take;
         len -= take;
         continue;
@@ -217,7 +279,8 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
           pool->queued() < static_cast<size_t>(std::max(1, opts_.max_downloads))) {
         pool->TrySubmit([this, id, blk, blk_size] { (void)FetchBlock(id, blk, blk_size); });
       }
-      out += take;
+      sink.Filled(at, take);
+      at += take;
       off += take;
       len -= take;
       continue;
@@ -226,7 +289,8 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       auto got = FetchBlock(id, blk, blk_size);
       if (!got && whole) {  // a damaged block: only the frames under this small read matter
         NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
-        out += take;
+        sink.Filled(at, take);
+        at += take;
         off += take;
         len -= take;
         continue;
@@ -234,8 +298,8 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       if (!got) return got.error();
       data = std::move(*got);
     }
-    std::memcpy(out, data->data() + in, take);
-    out += take;
+    sink.Block(at, data, in, take);
+    at += take;
     off += take;
     len -= take;
   }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "meta/types.h"
@@ -42,6 +43,14 @@ struct ChunkOptions {
   std::string prefix;      // object key prefix, the volume name + '/'
 };
 
+// Part of what a read returns: `len` bytes at `data`. A piece points either into a cached block,
+// which `keep` holds alive, or into the caller's buffer (`keep` null).
+struct ReadPiece {
+  const char* data = nullptr;
+  size_t len = 0;
+  std::shared_ptr<const std::string> keep;
+};
+
 // Contract: thread-safe; per-inode state sits under its own lock. A Read sees this client's own
 // unflushed writes. Flush returns after every write made before it is uploaded and committed.
 class ChunkStore {
@@ -57,6 +66,11 @@ class ChunkStore {
   // read (short only at EOF).
   virtual Result<size_t> Read(meta::Ino ino, uint64_t off, char* buf, size_t len,
                               uint64_t file_len) = 0;
+  // Read without copying cached blocks: `pieces` gets, in file order, the spans that make up the
+  // bytes read, pointing into cached blocks or into `buf` (of `len` bytes), where everything else
+  // (holes, unflushed writes, ranged reads from the store) was placed.
+  virtual Result<size_t> ReadPieces(meta::Ino ino, uint64_t off, char* buf, size_t len,
+                                    uint64_t file_len, std::vector<ReadPiece>* pieces) = 0;
   // Uploads and commits everything buffered for `ino`.
   virtual Status Flush(meta::Ino ino) = 0;
   // The end of this client's unflushed writes to `ino` (0 when none), for st_size.
