@@ -94,6 +94,7 @@ Result<Attr> Vfs::SetAttr(const Context& ctx, Ino ino, const meta::SetAttrReques
     }
     auto truncated = meta_->Truncate(truncate_ctx, ino, req.size);
     chunks_->Invalidate(ino);
+    FileChanged();
     if (!truncated) return Err(truncated.error());
     rest.mask &= ~meta::kSetSize;
     if (rest.mask == 0) {

@@ -34,7 +34,8 @@ class Meta;
 }
 namespace nexus::chunk {
 class ChunkStore;
-}
+struct ReadPiece;
+}  // namespace nexus::chunk
 
 namespace nexus::vfs {
 
@@ -168,9 +169,13 @@ class Vfs {
   Result<OpenResult> Open(const Context& ctx, Ino ino, int flags);
   Result<CreateResult> Create(const Context& ctx, Ino parent, std::string_view name, mode_t mode,
                               int flags);
-  // Reads up to `len` bytes at `off`; short only at EOF.
-  Result<size_t> Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, char* buf,
-                      size_t len);
+  // Reads up to `len` bytes at `off`; short only at EOF. With `pieces`, bytes that sit in cached
+  // blocks are not copied into `buf`: `pieces` gets the spans that make up the bytes read, in
+  // order (see ChunkStore::ReadPieces); left empty, the bytes are all in `buf`.
+  // A read inside the length this handle last saw does not go to Meta (close-to-open: Open reads
+  // it, this client's own changes make the next read ask again, and so does its age).
+  Result<size_t> Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, char* buf, size_t len,
+                      std::vector<chunk::ReadPiece>* pieces = nullptr);
   // Writes `len` bytes at `off` (at the current length for O_APPEND handles).
   Result<size_t> Write(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, const char* data,
                        size_t len);
@@ -248,9 +253,14 @@ class Vfs {
   std::shared_ptr<DirHandle> FindDir(uint64_t fh);
   uint64_t AddFile(std::shared_ptr<FileHandle> h);
   // Registers an opened file: decides keep_cache from what this client saw last.
-  OpenResult FinishOpen(Ino ino, int flags, const Attr& attr);
+  // `epoch` is change_epoch_ from before `attr` was read.
+  OpenResult FinishOpen(Ino ino, int flags, const Attr& attr, uint64_t epoch);
   void RememberSeen(Ino ino, const Attr& attr);
-  void UpdateAtime(Ino ino, const Attr& attr);
+  // Updates the atime as the mode asks; returns the new attributes when it did.
+  std::optional<Attr> UpdateAtime(Ino ino, const Attr& attr);
+  // This client changed a file (write, truncate, fallocate, copy_file_range): the attributes
+  // open handles keep for reads may be stale (length, and mtime for relatime).
+  void FileChanged() { change_epoch_.fetch_add(1, std::memory_order_acq_rel); }
   Status FlushData(Ino ino);
   // Extends a file's committed attributes by this client's unflushed writes: the length to
   // their end, mtime/ctime to the last of them.
@@ -288,6 +298,9 @@ class Vfs {
   // Time of the last unflushed write per inode (entries leave when the inode is flushed).
   std::mutex pending_mu_;
   std::unordered_map<Ino, int64_t> pending_mtime_;
+
+  // Bumped by FileChanged(); a handle's attributes are good only at the epoch they were read.
+  std::atomic<uint64_t> change_epoch_{0};
 
   // Serializes O_APPEND writes of this client per inode (offset = length, then write).
   std::mutex append_mu_;

@@ -43,7 +43,7 @@ void Vfs::RememberSeen(Ino ino, const Attr& attr) {
   seen_[ino] = Seen{attr.mtime, attr.length};
 }
 
-OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr) {
+OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr, uint64_t epoch) {
   OpenResult r;
   r.attr = attr;
   {
@@ -56,6 +56,12 @@ OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr) {
   auto h = std::make_shared<FileHandle>();
   h->ino = ino;
   h->flags = flags;
+  if (attr.type == meta::FileType::kFile) {
+    h->attr = attr;
+    h->attr_epoch = epoch;
+    h->attr_ns = MonoNanos();
+    h->attr_valid = true;
+  }
   r.fh = AddFile(std::move(h));
   return r;
 }
@@ -105,6 +111,7 @@ Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
   Count(Op::kOpen);
   if (IsInternalIno(ino)) return OpenInternal(ino, flags);
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) NX_TRY(CheckWritable());
+  const uint64_t epoch = change_epoch_.load(std::memory_order_acquire);
   const uint64_t commits = chunks_->Commits();
   NX_ASSIGN_OR_RETURN(Attr attr, meta_->Open(ctx, ino, flags));
   chunks_->Invalidate(ino);  // close-to-open: another client may have changed the slices
@@ -112,6 +119,7 @@ Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
     Status s = FlushData(ino);
     auto truncated = s.ok() ? meta_->Truncate(ctx, ino, 0) : Result<Attr>(Err(s));
     chunks_->Invalidate(ino);
+    FileChanged();  // the handles of this file (this one too) ask Meta on their next read
     if (!truncated) {
       (void)meta_->Close(ino);
       return Err(truncated.error());
@@ -119,7 +127,7 @@ Result<OpenResult> Vfs::Open(const Context& ctx, Ino ino, int flags) {
     attr = *truncated;
   }
   MergePending(ino, &attr, commits);
-  return FinishOpen(ino, flags, attr);
+  return FinishOpen(ino, flags, attr, epoch);
 }
 
 Result<CreateResult> Vfs::Create(const Context& ctx, Ino parent, std::string_view name, mode_t mode,
@@ -127,31 +135,36 @@ Result<CreateResult> Vfs::Create(const Context& ctx, Ino parent, std::string_vie
   Count(Op::kCreate);
   NX_TRY(CheckWritable());
   if (InternalIno(parent, name)) return Err(EEXIST, std::string(name) + " is an internal file");
+  const uint64_t epoch = change_epoch_.load(std::memory_order_acquire);
   NX_ASSIGN_OR_RETURN(Entry e, meta_->Create(ctx, parent, name, mode & 07777, flags));
   chunks_->Invalidate(e.ino);
   CreateResult r;
   r.entry = e;
-  r.open = FinishOpen(e.ino, flags, e.attr);
+  r.open = FinishOpen(e.ino, flags, e.attr, epoch);
   return r;
 }
 
-void Vfs::UpdateAtime(Ino ino, const Attr& attr) {
-  if (options_.read_only || options_.atime_mode == AtimeMode::kNoAtime) return;
+std::optional<Attr> Vfs::UpdateAtime(Ino ino, const Attr& attr) {
+  if (options_.read_only || options_.atime_mode == AtimeMode::kNoAtime) return std::nullopt;
   int64_t now = NowNanos();
   if (options_.atime_mode == AtimeMode::kRelAtime && attr.atime >= attr.mtime &&
       attr.atime >= attr.ctime && now - attr.atime < kRelatimeWindowNs) {
-    return;
+    return std::nullopt;
   }
   Context root;
   root.check_permission = false;
   meta::SetAttrRequest req;
   req.mask = meta::kSetAtimeNow;
   auto r = meta_->SetAttr(root, ino, req);
-  if (!r) NX_LOG_DEBUG("atime update of inode {}: {}", ino, r.error().ToString());
+  if (!r) {
+    NX_LOG_DEBUG("atime update of inode {}: {}", ino, r.error().ToString());
+    return std::nullopt;
+  }
+  return *r;
 }
 
 Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off, char* buf,
-                         size_t len) {
+                         size_t len, std::vector<chunk::ReadPiece>* pieces) {
   Count(Op::kRead);
   auto h = FindFile(fh);
   if (!h) return Err(EBADF, "read: no open file " + std::to_string(fh));
@@ -170,19 +183,49 @@ Result<size_t> Vfs::Read(const Context& ctx, Ino ino, uint64_t fh, uint64_t off,
   if ((h->flags & O_ACCMODE) == O_WRONLY && !options_.writeback_cache) {
     return Err(EBADF, "read: inode " + std::to_string(ino) + " is open write-only");
   }
+  auto read = [&](uint64_t file_len) {
+    return pieces ? chunks_->ReadPieces(ino, off, buf, len, file_len, pieces)
+                  : chunks_->Read(ino, off, buf, len, file_len);
+  };
   Attr attr;
   size_t n = 0;
-  for (int attempt = 0;; ++attempt) {
-    const uint64_t commits = chunks_->Commits();
-    NX_ASSIGN_OR_RETURN(attr, meta_->GetAttr(ino));
-    NX_ASSIGN_OR_RETURN(n, chunks_->Read(ino, off, buf, len, attr.length));
-    // Short means EOF, at the committed length or at the end of this client's pending writes.
-    // A commit of those writes between GetAttr and Read (a flush by another thread, such as a
-    // release) drops them from the pending ones after the length was read: both miss the end.
-    if (n == len || attempt == 3 || chunks_->Commits() == commits) break;
+  bool known = false;  // the handle's attributes cover this read: no need to ask Meta
+  {
+    std::lock_guard<std::mutex> lock(h->attr_mu);
+    if (h->attr_valid && off + len <= h->attr.length &&
+        h->attr_epoch == change_epoch_.load(std::memory_order_acquire) &&
+        MonoNanos() - h->attr_ns < kHandleAttrTtlNs) {
+      attr = h->attr;
+      known = true;
+    }
+  }
+  if (known) {
+    // Inside the committed length: the bytes are there (written, or a hole), so the read is full.
+    NX_ASSIGN_OR_RETURN(n, read(attr.length));
+  } else {
+    for (int attempt = 0;; ++attempt) {
+      const uint64_t epoch = change_epoch_.load(std::memory_order_acquire);
+      const uint64_t commits = chunks_->Commits();
+      NX_ASSIGN_OR_RETURN(attr, meta_->GetAttr(ino));
+      NX_ASSIGN_OR_RETURN(n, read(attr.length));
+      // Short means EOF, at the committed length or at the end of this client's pending writes.
+      // A commit of those writes between GetAttr and Read (a flush by another thread, such as a
+      // release) drops them from the pending ones after the length was read: both miss the end.
+      if (n == len || attempt == 3 || chunks_->Commits() == commits) {
+        std::lock_guard<std::mutex> lock(h->attr_mu);
+        h->attr = attr;
+        h->attr_epoch = epoch;
+        h->attr_ns = MonoNanos();
+        h->attr_valid = true;
+        break;
+      }
+    }
   }
   bytes_read_.fetch_add(n, std::memory_order_relaxed);
-  UpdateAtime(ino, attr);
+  if (auto updated = UpdateAtime(ino, attr)) {
+    std::lock_guard<std::mutex> lock(h->attr_mu);
+    h->attr.atime = updated->atime;
+  }
   return n;
 }
 
@@ -210,6 +253,7 @@ Result<size_t> Vfs::Write(const Context& ctx, Ino ino, uint64_t fh, uint64_t off
     NX_TRY(chunks_->Write(ino, off, data, len));
   }
   bytes_written_.fetch_add(len, std::memory_order_relaxed);
+  FileChanged();
   {
     std::lock_guard<std::mutex> lock(pending_mu_);
     pending_mtime_[ino] = NowNanos();
@@ -283,6 +327,7 @@ Status Vfs::Fallocate(const Context& ctx, Ino ino, int mode, uint64_t off, uint6
   NX_TRY(FlushData(ino));
   Status s = meta_->Fallocate(ctx, ino, mode, off, len);
   chunks_->Invalidate(ino);
+  FileChanged();
   return s;
 }
 
@@ -297,6 +342,7 @@ Result<uint64_t> Vfs::CopyFileRange(const Context& ctx, Ino in, uint64_t off_in,
   if (out != in) NX_TRY(FlushData(out));
   auto r = meta_->CopyRange(ctx, in, off_in, out, off_out, len);
   chunks_->Invalidate(out);
+  FileChanged();
   return r;
 }
 

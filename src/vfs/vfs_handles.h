@@ -28,6 +28,10 @@ struct Vfs::ControlState {
   uint64_t progress_shown = 0;        // the count of the last progress line (under mu)
 };
 
+// How long a handle trusts the attributes it read for reads inside its length (the kernel's
+// default attribute cache time: it does not see another client's changes sooner either).
+constexpr int64_t kHandleAttrTtlNs = 1'000'000'000;
+
 struct Vfs::FileHandle {
   Ino ino = 0;
   int flags = 0;
@@ -36,6 +40,13 @@ struct Vfs::FileHandle {
   uint64_t log_reader = 0;                // .accesslog: the AccessLog reader of this handle
   std::shared_ptr<ControlState> control;  // .control: this handle's request
   std::atomic<bool> wrote{false};
+  // The attributes reads go by (regular files): from Open, then from the last read that went to
+  // Meta. Good while `attr_epoch` is Vfs::change_epoch_ and for kHandleAttrTtlNs after `attr_ns`.
+  std::mutex attr_mu;
+  Attr attr;
+  uint64_t attr_epoch = 0;
+  int64_t attr_ns = 0;
+  bool attr_valid = false;
 
   bool Writable() const { return (flags & O_ACCMODE) != O_RDONLY; }
 };

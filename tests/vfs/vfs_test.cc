@@ -400,5 +400,92 @@ TEST_F(VfsTest, ReadOnlyMountRefusesChanges) {
   EXPECT_EQ(ReadAll(ro, ino), "abc");
 }
 
+// Read with pieces (the FUSE reply's iovecs) gives the bytes Read copies: over a hole, committed
+// blocks (referenced in the memory cache, not copied) and this client's unflushed writes.
+TEST_F(VfsTest, ReadPiecesGiveTheSameBytesAsRead) {
+  auto c = a_.vfs->Create(ctx_, meta::kRootIno, "pieces", 0644, O_RDWR);
+  ASSERT_TRUE(c);
+  const Ino ino = c->entry.ino;
+  std::string model(300 << 10, '\0');
+  for (size_t i = 0; i < model.size(); ++i) model[i] = static_cast<char>('a' + i % 23);
+  std::fill(model.begin() + (70 << 10), model.begin() + (130 << 10), '\0');  // a hole
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, c->open.fh, 0, model.data(), 70 << 10));
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, c->open.fh, 130 << 10, model.data() + (130 << 10),
+                            model.size() - (130 << 10)));
+  ASSERT_OK(a_.vfs->Fsync(ino, c->open.fh, false));
+  const std::string unflushed(5000, 'U');  // stays pending in this client
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, c->open.fh, 200 << 10, unflushed.data(), unflushed.size()));
+  model.replace(200 << 10, unflushed.size(), unflushed);
+
+  std::vector<chunk::ReadPiece> pieces;
+  std::string buf(model.size() + 4096, '#');
+  bool referenced = false;
+  for (uint64_t off : {uint64_t{0}, uint64_t{1000}, uint64_t{65 << 10}, uint64_t{199 << 10}}) {
+    SCOPED_TRACE("offset " + std::to_string(off));
+    auto n = a_.vfs->Read(ctx_, ino, c->open.fh, off, buf.data(), buf.size(), &pieces);
+    ASSERT_TRUE(n) << n.error().ToString();
+    ASSERT_EQ(*n, model.size() - off);  // short at EOF
+    std::string got;
+    for (const chunk::ReadPiece& p : pieces) {
+      got.append(p.data, p.len);
+      if (p.keep) referenced = true;
+    }
+    EXPECT_TRUE(got == model.substr(off)) << "pieces differ from the file";
+    std::string copied(buf.size(), '\0');
+    auto m = a_.vfs->Read(ctx_, ino, c->open.fh, off, copied.data(), copied.size());
+    ASSERT_TRUE(m);
+    copied.resize(*m);
+    EXPECT_TRUE(copied == model.substr(off)) << "Read differs from the file";
+  }
+  EXPECT_TRUE(referenced) << "no piece pointed into a cached block";
+  ASSERT_OK(a_.vfs->Release(ino, c->open.fh, std::nullopt));
+}
+
+// Reads inside the length an open handle knows skip Meta; the changes that make that length
+// wrong are seen anyway: a truncate by this client through another handle, a write through this
+// client, and a file grown by another client (a read past the known length asks Meta).
+TEST_F(VfsTest, OpenHandleReadsSeeTruncateAndGrowth) {
+  const std::string data(100 << 10, 'd');
+  Ino ino = WriteNew(*a_.vfs, "len", data);
+  auto r = a_.vfs->Open(ctx_, ino, O_RDONLY);
+  ASSERT_TRUE(r);
+  char buf[4096];
+  auto n = a_.vfs->Read(ctx_, ino, r->fh, 90 << 10, buf, sizeof(buf));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, sizeof(buf));
+
+  meta::SetAttrRequest req;
+  req.mask = meta::kSetSize;
+  req.size = 10 << 10;
+  ASSERT_TRUE(a_.vfs->SetAttr(ctx_, ino, req));
+  n = a_.vfs->Read(ctx_, ino, r->fh, 90 << 10, buf, sizeof(buf));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 0u) << "read past a truncate by this client";
+  n = a_.vfs->Read(ctx_, ino, r->fh, 8 << 10, buf, sizeof(buf));
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 2u << 10);
+
+  auto w = a_.vfs->Open(ctx_, ino, O_WRONLY);
+  ASSERT_TRUE(w);
+  ASSERT_TRUE(a_.vfs->Write(ctx_, ino, w->fh, 0, "XY", 2));
+  n = a_.vfs->Read(ctx_, ino, r->fh, 0, buf, 4);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(std::string(buf, *n), "XYdd");
+  ASSERT_OK(a_.vfs->Release(ino, w->fh, std::nullopt));
+
+  Client b = SecondClient();
+  auto bw = b.vfs->Open(ctx_, ino, O_WRONLY);
+  ASSERT_TRUE(bw);
+  const std::string more(50 << 10, 'm');
+  ASSERT_TRUE(b.vfs->Write(ctx_, ino, bw->fh, 10 << 10, more.data(), more.size()));
+  ASSERT_OK(b.vfs->Release(ino, bw->fh, std::nullopt));
+  n = a_.vfs->Read(ctx_, ino, r->fh, 20 << 10, buf, sizeof(buf));
+  ASSERT_TRUE(n);
+  // The length is fresh (a short read would make the kernel shrink the file); the bytes another
+  // client wrote while this handle was open are promised only after an open (close-to-open).
+  EXPECT_EQ(*n, sizeof(buf)) << "read past the known length of a file another client grew";
+  ASSERT_OK(a_.vfs->Release(ino, r->fh, std::nullopt));
+}
+
 }  // namespace
 }  // namespace nexus::vfs
