@@ -5,12 +5,15 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "chunk/chunk_store.h"
 #include "common/logging.h"
 #include "fuse/fuse_server.h"
 #include "fuse/fuse_trace.h"
@@ -297,11 +300,37 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   }
 }
 
+// A worker's buffer for the bytes of a read that are not in a cached block (kept across requests:
+// a fresh 1 MiB allocation per read costs page faults).
+char* ReadBuffer(size_t size) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local size_t capacity = 0;
+  if (capacity < size) {
+    buf.reset(new char[size]);
+    capacity = size;
+  }
+  return buf.get();
+}
+
+// The reply points into the cached blocks (pieces) instead of copying them into a buffer first:
+// the kernel's copy out of the reply is the only one.
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
-  std::unique_ptr<char[]> buf(new char[size]);
-  auto r = V(req)->Read(MakeContext(req), ino, fi->fh, static_cast<uint64_t>(off), buf.get(), size);
-  if (!r) return ReplyErr(req, r.error(), "read");
-  fuse_reply_buf(req, buf.get(), *r);
+  thread_local std::vector<chunk::ReadPiece> pieces;
+  thread_local std::vector<struct iovec> iov;
+  char* buf = ReadBuffer(size);
+  auto r =
+      V(req)->Read(MakeContext(req), ino, fi->fh, static_cast<uint64_t>(off), buf, size, &pieces);
+  if (!r) {
+    pieces.clear();
+    return ReplyErr(req, r.error(), "read");
+  }
+  if (pieces.empty()) return (void)fuse_reply_buf(req, buf, *r);
+  iov.clear();
+  for (const chunk::ReadPiece& p : pieces) {
+    iov.push_back(iovec{const_cast<char*>(p.data), p.len});
+  }
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  pieces.clear();  // releases the blocks
 }
 
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec* in, off_t off,
