@@ -312,6 +312,8 @@ char* ReadBuffer(size_t size) {
   return buf.get();
 }
 
+constexpr size_t kMaxReplyPieces = 256;
+
 // The reply points into the cached blocks (pieces) instead of copying them into a buffer first:
 // the kernel's copy out of the reply is the only one.
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
@@ -323,6 +325,15 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
   if (!r) {
     pieces.clear();
     return ReplyErr(req, r.error(), "read");
+  }
+  // A range of many small slices goes out as one buffer (writev takes at most IOV_MAX pieces).
+  if (pieces.size() > kMaxReplyPieces) {
+    size_t at = 0;
+    for (const chunk::ReadPiece& p : pieces) {
+      if (p.data != buf + at) std::memcpy(buf + at, p.data, p.len);
+      at += p.len;
+    }
+    pieces.clear();
   }
   if (pieces.empty()) return (void)fuse_reply_buf(req, buf, *r);
   iov.clear();
