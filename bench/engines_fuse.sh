@@ -7,9 +7,9 @@
 #   - two mounts at once, 2 threads each (mdtest-style, 4 processes' worth over 2 mounts):
 #     operations per second summed over both mounts.
 # Beside each networked engine it measures the bare round trip (redis-benchmark -t ping, a
-# `SELECT 1` loop over psql, an etcd range via etcdctl or curl).
+# `SELECT 1` loop over psql, etcd range and put requests over one keep-alive curl).
 #
-#   bench/engines_fuse.sh WORKDIR [FILES_PER_THREAD (default 2000)] [ENGINES...]
+#   [NEXUS_BUILD=build-x] bench/engines_fuse.sh WORKDIR [FILES_PER_THREAD (default 2000)] [ENGINES...]
 #
 # Servers are started on free loopback ports under WORKDIR and stopped at the end, as in the
 # tests (tests/kv/servers.cc, tests/kv/etcd_server.cc). Needs redis-server, postgresql, etcd.
@@ -20,8 +20,9 @@ files=${2:-2000}
 shift $(($# >= 2 ? 2 : 1))
 engines=("$@")
 [ ${#engines[@]} -gt 0 ] || engines=(rocksdb sqlite3 redis postgres etcd)
-nx=$here/build/nexusfs
-md=$here/build/bench/md_bench
+build=${NEXUS_BUILD:-$here/build}  # the build directory whose nexusfs and md_bench run
+nx=$build/nexusfs
+md=$build/bench/md_bench
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 run=$work/engines-fuse.$$
