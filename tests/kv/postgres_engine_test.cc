@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "meta/kv/engine.h"
 #include "meta/kv/engines.h"
@@ -140,6 +141,38 @@ TEST_F(PostgresEngineTest, RoundTripsPerTransaction) {
   EXPECT_EQ(Get(*engine_, "f"), std::nullopt);
   EXPECT_EQ(Get(*engine_, "inodes"), EncodeCounter(2));
   EXPECT_EQ(Get(*engine_, "space"), EncodeCounter(4096));
+}
+
+// Write sets and MultiGets larger than one pipeline batch (256 statements) go in several
+// batches of one transaction: everything arrives, one round trip per batch.
+TEST_F(PostgresEngineTest, LargeTransactionsGoInBatches) {
+  constexpr int kKeys = 700;
+  std::vector<std::string> keys;
+  for (int i = 0; i < kKeys; ++i) keys.push_back("big/" + std::to_string(i));
+  // BEGIN + 700 puts + an Add + the fence + COMMIT = 704 statements: 3 batches.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->Update([&](Txn& t) -> Status {
+                                for (const auto& k : keys) NX_TRY(t.Put(k, "v" + k));
+                                return t.Add("count", kKeys);
+                              })
+                              .ok());
+            }),
+            3u);
+  std::vector<std::optional<std::string>> values;
+  // BEGIN + 700 reads: 3 batches.
+  EXPECT_EQ(RoundTrips([&] {
+              ASSERT_TRUE(engine_
+                              ->View([&](Txn& t) -> Status {
+                                NX_ASSIGN_OR_RETURN(values, t.MultiGet(keys));
+                                return Status::OK();
+                              })
+                              .ok());
+            }),
+            3u);
+  ASSERT_EQ(values.size(), keys.size());
+  for (int i = 0; i < kKeys; ++i) EXPECT_EQ(values[i], "v" + keys[i]) << keys[i];
+  EXPECT_EQ(Get(*engine_, "count"), EncodeCounter(kKeys));
 }
 
 // A View's transaction stays open on its pooled connection until the ROLLBACK sent after it is
