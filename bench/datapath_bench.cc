@@ -3,7 +3,7 @@
 //
 //   build/bench/datapath_bench DIR [--size-mib 2048] [--rand-mib 1024] [--seconds 10]
 //                              [--threads 1,4] [--no-drop-caches] [--raw-blocks]
-//                              [--joined-puts]
+//                              [--joined-puts] [--max-uploads N]
 //
 // Blocks are stored framed (XXH3 checksum per 64 KiB frame, no compression or encryption), as
 // on a volume formatted by `nexusfs format`; --raw-blocks stores them as written (old volumes).
@@ -125,8 +125,11 @@ Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts) {
   return v;
 }
 
+int max_uploads = ChunkOptions{}.max_uploads;  // --max-uploads, as `nexusfs mount` has
+
 std::unique_ptr<ChunkStore> OpenChunks(Volume& v, uint64_t mem_cache) {
   ChunkOptions o;
+  o.max_uploads = max_uploads;
   o.prefix = "bench/";
   o.mem_cache_size = mem_cache;
   o.prefetch_small_reads = false;  // a local store: ranged reads are cheap
@@ -174,7 +177,8 @@ int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
     std::fprintf(stderr,
                  "usage: datapath_bench DIR [--size-mib N] [--rand-mib N] [--seconds S] "
-                 "[--threads 1,4] [--no-drop-caches] [--raw-blocks] [--joined-puts]\n");
+                 "[--threads 1,4] [--no-drop-caches] [--raw-blocks] [--joined-puts] "
+                 "[--max-uploads N]\n");
     return 2;
   }
   const std::string root = argv[1];
@@ -201,6 +205,8 @@ int main(int argc, char** argv) {
       drop = false;
     } else if (a == "--raw-blocks") {
       framed = false;
+    } else if (a == "--max-uploads") {
+      max_uploads = std::max(1, std::stoi(next()));
     } else if (a == "--joined-puts") {
       joined_puts = true;
     } else {
