@@ -2,6 +2,7 @@
 // (EngineStats::round_trips), the snapshot of multi-key Views that read without WATCH, and the
 // digest check that replaces WATCH for keys read in bulk (scans, big MultiGets).
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "meta/kv/engine.h"
+#include "meta/kv/engines.h"
 #include "servers.h"
 
 namespace nexus::kv {
@@ -23,6 +25,7 @@ class RedisEngineTest : public ::testing::Test {
     std::string why;
     testsrv::RedisServer* server = testsrv::SharedRedis(&why);
     if (!server) GTEST_SKIP() << why;
+    port_ = server->port();
     url_ = server->NewUrl();
     auto e = Engine::Open(url_);
     ASSERT_TRUE(e) << e.error().ToString();
@@ -42,6 +45,20 @@ class RedisEngineTest : public ::testing::Test {
     return engine_->Update([&](Txn& t) { return t.Put(k, v); });
   }
 
+  // Sends one command to the server on a connection of its own.
+  void ServerCommand(const char* cmd) {
+    redisContext* c = redisConnect("127.0.0.1", port_);
+    ASSERT_TRUE(c && !c->err);
+    auto* auth = static_cast<redisReply*>(redisCommand(c, "AUTH %s", testsrv::kServerPassword));
+    ASSERT_TRUE(auth && auth->type != REDIS_REPLY_ERROR);
+    freeReplyObject(auth);
+    auto* r = static_cast<redisReply*>(redisCommand(c, cmd));
+    ASSERT_TRUE(r && r->type != REDIS_REPLY_ERROR) << cmd;
+    freeReplyObject(r);
+    redisFree(c);
+  }
+
+  int port_ = 0;
   std::string url_;
   std::unique_ptr<Engine> engine_;
 };
@@ -251,6 +268,35 @@ TEST_F(RedisEngineTest, ValuesReadInBulkAreValidatedAtCommit) {
                   })
                   .ok());
   EXPECT_EQ(attempts, 1);
+}
+
+// Commits call the commit script by its SHA-1 (EVALSHA). A server that lost its scripts (SCRIPT
+// FLUSH, as an operator may run) answers NOSCRIPT: the engine loads the script again and runs
+// the transaction again, and no write is lost or applied twice.
+TEST_F(RedisEngineTest, CommitsSurviveAScriptFlush) {
+  ASSERT_TRUE(Put("s", "0").ok());
+  ASSERT_NO_FATAL_FAILURE(ServerCommand("SCRIPT FLUSH"));
+  int attempts = 0;
+  ASSERT_TRUE(engine_
+                  ->Update([&](Txn& t) -> Status {
+                    ++attempts;
+                    NX_TRY(t.Get("s"));
+                    NX_TRY(t.Add("n", 5));
+                    return t.Put("s", "1");
+                  })
+                  .ok());
+  EXPECT_EQ(attempts, 2);
+  std::optional<std::string> s, n;
+  ASSERT_TRUE(engine_
+                  ->View([&](Txn& t) -> Status {
+                    NX_ASSIGN_OR_RETURN(s, t.Get("s"));
+                    NX_ASSIGN_OR_RETURN(n, t.Get("n"));
+                    return Status::OK();
+                  })
+                  .ok());
+  EXPECT_EQ(s, "1");
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(DecodeCounter(*n), 5);
 }
 
 }  // namespace

@@ -140,31 +140,49 @@ std::string ReplyText(const redisReply* r) { return std::string(r->str, r->len);
 // values are checked by the commit script instead, against a digest of what was read.
 constexpr size_t kWatchKeys = 16;
 
-// SHA-1 (hex) of the values as the commit script encodes them: "v" LEN ":" VALUE, or "n" for
-// an absent key.
-std::string ValuesDigest(const std::vector<std::optional<std::string>>& values) {
+// SHA-1 (hex) of the concatenation of `parts`.
+std::string Sha1Hex(const std::vector<std::string_view>& parts) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr);
-  for (const auto& v : values) {
-    if (!v) {
-      EVP_DigestUpdate(ctx.get(), "n", 1);
-      continue;
-    }
-    const std::string head = "v" + std::to_string(v->size()) + ":";
-    EVP_DigestUpdate(ctx.get(), head.data(), head.size());
-    EVP_DigestUpdate(ctx.get(), v->data(), v->size());
-  }
+  for (std::string_view p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
   for (unsigned int i = 0; i < len; ++i) {
-    const unsigned char b = md[i];
-    hex.push_back(kHex[b >> 4]);
-    hex.push_back(kHex[b & 15]);
+    hex.push_back(kHex[md[i] >> 4]);
+    hex.push_back(kHex[md[i] & 15]);
   }
   return hex;
+}
+
+// SHA-1 (hex) of the values as the commit script encodes them: "v" LEN ":" VALUE, or "n" for
+// an absent key.
+std::string ValuesDigest(const std::vector<std::optional<std::string>>& values) {
+  std::vector<std::string> heads;
+  heads.reserve(values.size());
+  std::vector<std::string_view> parts;
+  parts.reserve(2 * values.size());
+  for (const auto& v : values) {
+    heads.push_back(v ? "v" + std::to_string(v->size()) + ":" : "n");
+    parts.push_back(heads.back());
+    if (v) parts.push_back(*v);
+  }
+  return Sha1Hex(parts);
+}
+
+// The commit script goes by its SHA-1 (EVALSHA): EVAL would make Redis hash the whole script
+// on every commit (11% of the server's CPU during creates). Each connection loads it when it
+// connects; a server that lost it (SCRIPT FLUSH) answers NOSCRIPT, and the commit is retried.
+const std::string& CommitScriptSha() {
+  static const std::string sha = Sha1Hex({kCommitScript});
+  return sha;
+}
+
+bool IsNoScript(const redisReply* r) {
+  return r && r->type == REDIS_REPLY_ERROR &&
+         std::string_view(r->str, r->len).starts_with("NOSCRIPT");
 }
 
 // One connection. A transport error, or a server that is still loading its data, marks it
@@ -189,6 +207,7 @@ class RedisConn {
                                         : Cmd{"AUTH", cfg_->user, cfg_->password});
     }
     cmds.push_back({"SELECT", std::to_string(cfg_->db)});
+    cmds.push_back({"SCRIPT", "LOAD", kCommitScript});
     NX_ASSIGN_OR_RETURN(auto replies, Run(cmds));
     for (auto& r : replies) NX_TRY(Check(r.get(), "connect"));
     return Status::OK();
@@ -346,7 +365,7 @@ class RedisTxn final : public BufferedTxn {
   Status Commit(bool with_writes) {
     if (doomed_) return Status::Conflict("redis: a read key changed during the transaction");
     if (!with_writes && snapshot_mode_) return Status::OK();
-    Cmd eval{"EVAL", kCommitScript, "0", std::to_string(ranges_.size() / 3)};
+    Cmd eval{"EVALSHA", CommitScriptSha(), "0", std::to_string(ranges_.size() / 3)};
     for (const auto& r : ranges_) eval.push_back(r);
     eval.push_back(std::to_string(nchecks_));
     eval.insert(eval.end(), checks_.begin(), checks_.end());
@@ -377,6 +396,13 @@ class RedisTxn final : public BufferedTxn {
     if (ops > 0) sent_commit_ = true;
     NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"MULTI"}, eval, {"EXEC"}}));
     watched_ = false;
+    if (IsNoScript(r[1].get()) ||
+        (r[2]->type == REDIS_REPLY_ARRAY && r[2]->elements == 1 && IsNoScript(r[2]->element[0]))) {
+      sent_commit_ = false;  // the script did not run: nothing was written
+      NX_ASSIGN_OR_RETURN(auto load, c_->Run({{"SCRIPT", "LOAD", kCommitScript}}));
+      NX_TRY(c_->Check(load[0].get(), "script load"));
+      return Status::Conflict("redis: the server had lost the commit script (loaded again)");
+    }
     NX_TRY(c_->Check(r[0].get(), "multi"));
     NX_TRY(c_->Check(r[1].get(), "eval"));
     NX_TRY(c_->Check(r[2].get(), "exec"));
