@@ -11,9 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,14 +25,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 template <typename Fn>
-double Phase(int threads, int files, Fn fn) {
+double Phase(const char* what, int threads, int files, Fn fn) {
   auto start = Clock::now();
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
       for (int i = 0; i < files; ++i) {
         if (!fn(t, i)) {
-          std::perror("md_bench");
+          std::fprintf(stderr, "md_bench: %s, thread %d, file %d: %s\n", what, t, i,
+                       std::strerror(errno));
           std::exit(1);
         }
       }
@@ -74,20 +77,20 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  double create = Phase(threads, files, [&](int t, int i) {
+  double create = Phase("create", threads, files, [&](int t, int i) {
     int fd = open(name(t, i, "f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644);
     return fd >= 0 && close(fd) == 0;
   });
-  double stat_rate = Phase(threads, files, [&](int t, int i) {
+  double stat_rate = Phase("stat", threads, files, [&](int t, int i) {
     struct stat st;
     return stat(name(t, i, "f").c_str(), &st) == 0;
   });
   double setattr_rate = 0, readdir_rate = 0, write_rate = 0;
   if (more) {
-    setattr_rate = Phase(threads, files, [&](int t, int i) {
+    setattr_rate = Phase("setattr", threads, files, [&](int t, int i) {
       return chmod(name(t, i, "f").c_str(), i % 2 ? 0600 : 0640) == 0;
     });
-    readdir_rate = Phase(threads, 1, [&](int t, int) {
+    readdir_rate = Phase("readdir", threads, 1, [&](int t, int) {
       DIR* d = opendir((dir + "/md" + std::to_string(t)).c_str());
       if (d == nullptr) return false;
       int n = 0;
@@ -100,7 +103,7 @@ int main(int argc, char** argv) {
       return true;
     });
     const std::string block(4096, 'x');
-    write_rate = Phase(threads, files, [&](int t, int i) {
+    write_rate = Phase("write4k_fsync", threads, files, [&](int t, int i) {
       int fd = open(name(t, i, "f").c_str(), O_WRONLY);
       if (fd < 0) return false;
       bool ok = pwrite(fd, block.data(), block.size(), 0) == static_cast<ssize_t>(block.size()) &&
@@ -108,17 +111,17 @@ int main(int argc, char** argv) {
       return close(fd) == 0 && ok;
     });
   }
-  double rename_rate = Phase(threads, files, [&](int t, int i) {
+  double rename_rate = Phase("rename", threads, files, [&](int t, int i) {
     return rename(name(t, i, "f").c_str(), name(t, i, "r").c_str()) == 0;
   });
-  double unlink_rate =
-      Phase(threads, files, [&](int t, int i) { return unlink(name(t, i, "r").c_str()) == 0; });
+  double unlink_rate = Phase("unlink", threads, files,
+                             [&](int t, int i) { return unlink(name(t, i, "r").c_str()) == 0; });
   double mkdir_rate = 0, rmdir_rate = 0;
   if (more) {
-    mkdir_rate = Phase(threads, files,
+    mkdir_rate = Phase("mkdir", threads, files,
                        [&](int t, int i) { return mkdir(name(t, i, "d").c_str(), 0755) == 0; });
-    rmdir_rate =
-        Phase(threads, files, [&](int t, int i) { return rmdir(name(t, i, "d").c_str()) == 0; });
+    rmdir_rate = Phase("rmdir", threads, files,
+                       [&](int t, int i) { return rmdir(name(t, i, "d").c_str()) == 0; });
   }
   for (int t = 0; t < threads; ++t) rmdir((dir + "/md" + std::to_string(t)).c_str());
   std::printf("threads=%d files=%d create=%.0f/s stat=%.0f/s rename=%.0f/s unlink=%.0f/s", threads,
