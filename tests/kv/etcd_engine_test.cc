@@ -11,6 +11,7 @@
 #include "common/encoding.h"
 #include "etcd_server.h"
 #include "meta/kv/engine.h"
+#include "meta/kv/engines.h"
 
 namespace nexus::kv {
 namespace {
@@ -265,6 +266,62 @@ TEST(kv_Etcd, RequestsPerTransaction) {
                }).ok());
   EXPECT_EQ(runs, 2);
   EXPECT_EQ(Get(*a, "sum"), "1b2");
+  ASSERT_TRUE(a->Reset().ok());
+}
+
+// etcd has no atomic add: an Add to a counter the body did not read is applied at commit to
+// the counter's value then. Another client's Add in between makes the commit go again with the
+// new value, not the body; a read of the counter in the body sees base + delta and is an
+// ordinary read (a change to it by another client is a conflict).
+TEST(kv_Etcd, AddsOfOtherClientsDoNotRunTheBodyAgain) {
+  SKIP_WITHOUT_ETCD();
+  const std::string url = SharedUrl(Unique("adds"));
+  auto a = MustOpen(url);
+  auto b = MustOpen(url);
+  ASSERT_TRUE(a && b);
+  auto add = [](Engine& e, int64_t d) { return e.Update([&](Txn& t) { return t.Add("n", d); }); };
+  ASSERT_TRUE(add(*a, 10).ok());
+  int runs = 0;
+  ASSERT_TRUE(a->Update([&](Txn& t) -> Status {
+                 ++runs;
+                 NX_TRY(t.Add("n", 1));
+                 NX_TRY(t.Put("x", "1"));
+                 if (runs == 1) {
+                   EXPECT_TRUE(add(*b, 100).ok());
+                 }
+                 return Status::OK();
+               }).ok());
+  EXPECT_EQ(runs, 1);
+  auto value = Get(*a, "n");
+  ASSERT_TRUE(value.has_value());
+  EXPECT_EQ(DecodeCounter(*value), 111);
+  // Read in the body (after the Add): base + delta, and a conflict when another client adds.
+  runs = 0;
+  int64_t seen = 0;
+  ASSERT_TRUE(a->Update([&](Txn& t) -> Status {
+                 ++runs;
+                 NX_TRY(t.Add("n", 2));
+                 NX_ASSIGN_OR_RETURN(auto v, t.Get("n"));
+                 seen = v ? DecodeCounter(*v) : -1;
+                 if (runs == 1) {
+                   EXPECT_TRUE(add(*b, 1000).ok());
+                 }
+                 return Status::OK();
+               }).ok());
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(seen, 1113);
+  value = Get(*a, "n");
+  ASSERT_TRUE(value.has_value());
+  EXPECT_EQ(DecodeCounter(*value), 1113);
+  // A scan over the counter sees the pending delta too.
+  ASSERT_TRUE(a->Update([&](Txn& t) -> Status {
+                 NX_TRY(t.Add("n", 5));
+                 return t.ScanPrefix("n", 0, [&](std::string_view, std::string_view v) {
+                   seen = DecodeCounter(std::string(v));
+                   return true;
+                 });
+               }).ok());
+  EXPECT_EQ(seen, 1118);
   ASSERT_TRUE(a->Reset().ok());
 }
 

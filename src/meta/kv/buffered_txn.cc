@@ -21,6 +21,7 @@ Status BufferedTxn::Delete(std::string_view key) {
 
 Status BufferedTxn::Scan(std::string_view begin, std::string_view end, size_t limit,
                          const Visitor& visit) {
+  NX_TRY(BeforeScan(begin, end));
   // Merge the base scan with the buffered writes in key order; buffered entries win.
   auto wit = writes_.lower_bound(begin);
   auto in_range = [&](const std::string& k) { return end.empty() || k < end; };

@@ -32,6 +32,11 @@ class BufferedTxn : public Txn {
   virtual Result<std::optional<std::string>> BaseGet(std::string_view key) = 0;
   // Visits committed keys in [begin, end) in order until `visit` returns false.
   virtual Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) = 0;
+  // Called by Scan before it merges: an engine may turn pending state for keys in the range
+  // into buffered writes here (etcd's deferred Adds).
+  virtual Status BeforeScan(std::string_view /*begin*/, std::string_view /*end*/) {
+    return Status::OK();
+  }
 
  private:
   bool read_only_;

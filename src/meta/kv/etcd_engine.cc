@@ -8,7 +8,11 @@
 // read), recording the mod_revision of every key it read and the part of every range it scanned.
 // Commit is one etcd txn: compares (each key read still has the mod_revision it had at R, 0 =
 // absent; no key in a scanned range has a mod_revision above R) and the puts and deletes. A failed
-// compare is a conflict, and Update re-runs the body after a jittered backoff.
+// compare is a conflict, and Update re-runs the body after a jittered backoff. etcd has no atomic
+// add: a Txn::Add of a counter the body did not read is kept as a delta and applied at commit to
+// the counter's latest value, with a compare on that value's mod_revision; when only the
+// counters moved (another client's Add), the commit is sent again with their new values instead
+// of re-running the body.
 //
 // A commit whose reply is lost (connection broken, timeout, leader change) may or may not have
 // been applied. Each commit therefore also writes a marker key of its own (one "slot" per
@@ -341,15 +345,28 @@ class EtcdTxn final : public BufferedTxn {
   Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys) override;
 
+  // A counter that the body has not read is not read now: the delta is kept and applied at
+  // commit to the counter's value then (EtcdEngine::Commit), so concurrent Adds of different
+  // clients do not make each other's bodies run again. Read, or written, first: an ordinary
+  // read-modify-write.
+  Status Add(std::string_view key, int64_t delta) override;
+
   int64_t revision() const { return rev_; }
+  const std::map<std::string, int64_t, std::less<>>& adds() const { return adds_; }
   const std::map<std::string, int64_t, std::less<>>& reads() const { return reads_; }
   const std::vector<std::pair<std::string, std::string>>& scans() const { return scans_; }
 
  protected:
   Result<std::optional<std::string>> BaseGet(std::string_view key) override;
   Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) override;
+  Status BeforeScan(std::string_view begin, std::string_view end) override;
 
  private:
+  // A read of `key` (engine key) at rev_, without the pending Add folding of BaseGet.
+  Result<std::optional<std::string>> ReadKey(std::string_view key);
+  // Turns the pending Add of `key`, if any, into a read of the counter and a buffered write.
+  Status FoldAdd(std::string_view key);
+
   // Records a key read at rev_ (full etcd key) with its value and mod_revision.
   void Seen(const std::string& full, std::optional<std::string> value, int64_t mod);
 
@@ -361,6 +378,7 @@ class EtcdTxn final : public BufferedTxn {
   // every read of the body is at the same revision.
   std::map<std::string, std::optional<std::string>, std::less<>> values_;
   std::vector<std::pair<std::string, std::string>> scans_;  // scanned etcd ranges [b, e)
+  std::map<std::string, int64_t, std::less<>> adds_;        // deferred Adds (engine keys)
 };
 
 class EtcdEngine final : public Engine {
@@ -401,9 +419,17 @@ class EtcdEngine final : public Engine {
     return Status::OK();
   }
 
+  // A transaction is several requests (~5 ms with the WAL fsync) and loses whenever another
+  // client commits a key it read meanwhile; under 2 mounts x 2 writers an unlink lost 50 times
+  // in a row (EBUSY) while Adds still read the usage counters. Adds no longer conflict (see
+  // EtcdTxn::Add), and an etcd transaction gets 4x the usual attempts before it gives up.
+  static constexpr int kMaxAttempts = 4 * Backoff::kMaxAttempts;
+  // Commits re-sent with fresh counter values before the body runs again (see Commit).
+  static constexpr int kCounterRounds = 8;
+
   Status Update(const std::function<Status(Txn&)>& body) override {
     Status last;
-    for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
+    for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
       Backoff::Wait(attempt);
       EtcdTxn txn(this, false);
       Status s = body(txn);
@@ -420,7 +446,7 @@ class EtcdEngine final : public Engine {
       last = s;
     }
     failures_++;
-    return Status::Busy("etcd transaction gave up after " + std::to_string(Backoff::kMaxAttempts) +
+    return Status::Busy("etcd transaction gave up after " + std::to_string(kMaxAttempts) +
                         " attempts (" + last.message() + ")");
   }
 
@@ -504,9 +530,50 @@ class EtcdEngine final : public Engine {
     return {{"request_put", std::move(p)}};
   }
 
-  // Commits the transaction's writes if nothing it read changed since its read revision.
+  // The current value and mod_revision of each counter in `adds` (one read-only txn of ranges,
+  // linearizable: the latest state).
+  Status ReadCounters(const std::map<std::string, int64_t, std::less<>>& adds,
+                      std::map<std::string, std::pair<int64_t, int64_t>>* out) {
+    json ops = json::array();
+    for (const auto& [k, d] : adds) ops.push_back({{"request_range", {{"key", B64(prefix_ + k)}}}});
+    NX_ASSIGN_OR_RETURN(json r, client_.Post("/v3/kv/txn", {{"success", std::move(ops)}}, true));
+    const json& resp = r["responses"];
+    if (!resp.is_array() || resp.size() != adds.size()) {
+      return Status::IOError("etcd: a read of " + std::to_string(adds.size()) +
+                             " counters answered " +
+                             std::to_string(resp.is_array() ? resp.size() : 0));
+    }
+    size_t i = 0;
+    for (const auto& [k, d] : adds) NX_TRY(CounterFrom(resp[i++], k, out));
+    return Status::OK();
+  }
+
+  // Records counter `k`'s value and mod_revision from one range response (absent: 0, 0).
+  static Status CounterFrom(const json& response, const std::string& k,
+                            std::map<std::string, std::pair<int64_t, int64_t>>* out) {
+    const json kvs = response.value("response_range", json::object()).value("kvs", json::array());
+    int64_t value = 0, mod = 0;
+    if (kvs.is_array() && !kvs.empty()) {
+      NX_ASSIGN_OR_RETURN(std::string v, Bytes(kvs[0], "value"));
+      value = DecodeCounter(v);
+      mod = Int(kvs[0], "mod_revision");
+    }
+    (*out)[k] = {value, mod};
+    return Status::OK();
+  }
+
+  // Commits the transaction's writes if nothing it read changed since its read revision. Its
+  // deferred Adds are applied to the counters' latest values, with compares on those: when
+  // only a counter moved (another client's Add), the commit is sent again with the new values
+  // instead of re-running the body.
   Status Commit(const EtcdTxn& txn) {
-    if (txn.writes().empty()) return Status::OK();  // reads at one revision: serializable as is
+    std::map<std::string, int64_t, std::less<>> adds;
+    for (const auto& [k, d] : txn.adds()) {
+      if (!txn.writes().count(k)) adds.emplace(k, d);  // a later put or delete replaced it
+    }
+    if (txn.writes().empty() && adds.empty()) return Status::OK();  // reads at one revision
+    std::map<std::string, std::pair<int64_t, int64_t>> counters;    // key -> (value, mod_revision)
+    if (!adds.empty()) NX_TRY(ReadCounters(adds, &counters));
     json cmp = json::array();
     for (const auto& [k, mod] : txn.reads()) {
       cmp.push_back(
@@ -529,47 +596,73 @@ class EtcdEngine final : public Engine {
     }
     NX_ASSIGN_OR_RETURN(int64_t lease, Lease());
     auto slot = TakeSlot();
-    const std::string id = RandomHex(12);
-    cmp.push_back({{"key", B64(slot->key)},
+    for (int round = 0;; ++round) {
+      json c = cmp;
+      json o = ops;
+      json failure = json::array({{{"request_range", {{"key", B64(slot->key)}}}}});
+      for (const auto& [k, d] : adds) {
+        const auto& [value, mod] = counters[k];
+        c.push_back({{"key", B64(prefix_ + k)},
+                     {"target", "MOD"},
+                     {"result", "EQUAL"},
+                     {"mod_revision", mod}});
+        o.push_back(Put(prefix_ + k, EncodeCounter(value + d)));
+        failure.push_back({{"request_range", {{"key", B64(prefix_ + k)}}}});
+      }
+      const std::string id = RandomHex(12);
+      c.push_back({{"key", B64(slot->key)},
                    {"target", "MOD"},
                    {"result", "EQUAL"},
                    {"mod_revision", slot->mod}});
-    ops.push_back(Put(slot->key, id, lease));
-    json req = {{"compare", std::move(cmp)},
-                {"success", std::move(ops)},
-                {"failure", json::array({{{"request_range", {{"key", B64(slot->key)}}}}})}};
-    Outcome out;
-    auto r = client_.Post("/v3/kv/txn", req, false, &out);
-    if (!r) {
-      if (!out.unknown) {
-        if (r.error().message().find("lease not found") != std::string::npos) DropLease(lease);
+      o.push_back(Put(slot->key, id, lease));
+      json req = {{"compare", std::move(c)}, {"success", std::move(o)}, {"failure", failure}};
+      Outcome out;
+      auto r = client_.Post("/v3/kv/txn", req, false, &out);
+      if (!r) {
+        if (!out.unknown) {
+          if (r.error().message().find("lease not found") != std::string::npos) DropLease(lease);
+          GiveSlot(std::move(slot));
+          return r.error();
+        }
+        // The reply was lost: find out whether the commit was applied, and make sure that it
+        // never will be if it was not.
+        auto applied = Resolve(slot.get(), id, lease);
+        if (!applied) return applied.error().With("etcd commit outcome unknown");  // slot leaks
         GiveSlot(std::move(slot));
-        return r.error();
+        return *applied ? Status::OK() : Status::Conflict("etcd commit reply lost, not applied");
       }
-      // The reply was lost: find out whether the commit was applied, and make sure that it
-      // never will be if it was not.
-      auto applied = Resolve(slot.get(), id, lease);
-      if (!applied) return applied.error().With("etcd commit outcome unknown");  // slot leaks
-      GiveSlot(std::move(slot));
-      return *applied ? Status::OK() : Status::Conflict("etcd commit reply lost, not applied");
+      if (r->value("succeeded", false)) {
+        slot->mod = Int((*r)["header"], "revision");
+        GiveSlot(std::move(slot));
+        return Status::OK();
+      }
+      // A compare failed. Learn the marker's state in case it was what changed (lease expiry),
+      // and the counters' (another client's Add).
+      int64_t mod = 0;
+      bool counter_moved = false;
+      const json& resp = (*r)["responses"];
+      if (resp.is_array() && resp.size() == 1 + adds.size()) {
+        // value(), not operator[]: the marker may be gone (no "kvs"), and operator[] of a const
+        // json on an absent key is undefined.
+        const json kvs =
+            resp[0].value("response_range", json::object()).value("kvs", json::array());
+        if (kvs.is_array() && !kvs.empty()) mod = Int(kvs[0], "mod_revision");
+        size_t i = 1;
+        for (const auto& [k, d] : adds) {
+          const int64_t before = counters[k].second;
+          NX_TRY(CounterFrom(resp[i++], k, &counters));
+          if (counters[k].second != before) counter_moved = true;
+        }
+      }
+      const bool marker_moved = mod != slot->mod;
+      slot->mod = mod;
+      // Only the counters moved (the marker did not): the body's reads may still hold, so the
+      // commit is tried again with the new counter values, a bounded number of times.
+      if (!counter_moved || marker_moved || round >= kCounterRounds) {
+        GiveSlot(std::move(slot));
+        return Status::Conflict("etcd txn compare failed");
+      }
     }
-    if (r->value("succeeded", false)) {
-      slot->mod = Int((*r)["header"], "revision");
-      GiveSlot(std::move(slot));
-      return Status::OK();
-    }
-    // A compare failed. Learn the marker's state in case it was what changed (lease expiry).
-    int64_t mod = 0;
-    const json& resp = (*r)["responses"];
-    if (resp.is_array() && !resp.empty()) {
-      // value(), not operator[]: the marker may be gone (no "kvs"), and operator[] of a const
-      // json on an absent key is undefined.
-      const json kvs = resp[0].value("response_range", json::object()).value("kvs", json::array());
-      if (kvs.is_array() && !kvs.empty()) mod = Int(kvs[0], "mod_revision");
-    }
-    slot->mod = mod;
-    GiveSlot(std::move(slot));
-    return Status::Conflict("etcd txn compare failed");
   }
 
   // After a commit with marker `id` lost its reply: true when it was applied; false when it was
@@ -637,7 +730,41 @@ void EtcdTxn::Seen(const std::string& full, std::optional<std::string> value, in
   values_.emplace(full.substr(e_->prefix().size()), std::move(value));
 }
 
+Status EtcdTxn::Add(std::string_view key, int64_t delta) {
+  if (read_only_) return Status::Errno(EROFS, "write in a read-only transaction");
+  if (writes().count(key) || values_.count(key)) return Txn::Add(key, delta);
+  adds_[std::string(key)] += delta;
+  return Status::OK();
+}
+
+Status EtcdTxn::FoldAdd(std::string_view key) {
+  auto it = adds_.find(key);
+  if (it == adds_.end()) return Status::OK();
+  const int64_t delta = it->second;
+  adds_.erase(it);
+  NX_ASSIGN_OR_RETURN(auto base, ReadKey(key));
+  return Put(key, EncodeCounter((base ? DecodeCounter(*base) : 0) + delta));
+}
+
+Status EtcdTxn::BeforeScan(std::string_view begin, std::string_view end) {
+  std::vector<std::string> inside;
+  for (auto it = adds_.lower_bound(begin); it != adds_.end() && (end.empty() || it->first < end);
+       ++it) {
+    inside.push_back(it->first);
+  }
+  for (const std::string& k : inside) NX_TRY(FoldAdd(k));
+  return Status::OK();
+}
+
 Result<std::optional<std::string>> EtcdTxn::BaseGet(std::string_view key) {
+  if (adds_.count(key)) {
+    NX_TRY(FoldAdd(key));
+    return Get(key);  // now a buffered write
+  }
+  return ReadKey(key);
+}
+
+Result<std::optional<std::string>> EtcdTxn::ReadKey(std::string_view key) {
   if (auto it = values_.find(key); it != values_.end()) return it->second;
   const std::string full = e_->prefix() + std::string(key);
   json req = {{"key", B64(full)}};
@@ -660,6 +787,7 @@ Result<std::optional<std::string>> EtcdTxn::BaseGet(std::string_view key) {
 
 Result<std::vector<std::optional<std::string>>> EtcdTxn::MultiGet(
     const std::vector<std::string>& keys) {
+  for (const std::string& k : keys) NX_TRY(FoldAdd(k));
   std::vector<std::optional<std::string>> out(keys.size());
   std::vector<size_t> remote;  // indexes of keys neither written nor read before
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -673,7 +801,7 @@ Result<std::vector<std::optional<std::string>>> EtcdTxn::MultiGet(
     }
   }
   if (remote.size() == 1) {
-    NX_ASSIGN_OR_RETURN(out[remote[0]], BaseGet(keys[remote[0]]));
+    NX_ASSIGN_OR_RETURN(out[remote[0]], ReadKey(keys[remote[0]]));
   }
   // etcd refuses a txn of more than --max-txn-ops operations (default 128): larger reads go in
   // several txns, all at the revision of the first, so they still see one state.
