@@ -112,7 +112,18 @@ class Meta {
   // Checks permission for `flags` (O_RDONLY/O_WRONLY/O_RDWR, O_TRUNC...) and registers the
   // open so that an unlinked inode survives until its last Close. Returns fresh attributes.
   virtual Result<Attr> Open(const Context& ctx, Ino ino, int flags) = 0;
+  // Drops one handle; the last one deletes the open records (purging an unlinked inode open
+  // nowhere else) before returning.
   virtual Status Close(Ino ino) = 0;
+  // Drops one handle like Close, but the records of the last one are deleted by a background
+  // thread that puts the closes of many inodes into one transaction (the FUSE release path,
+  // which the kernel does not wait for). Until then the inode counts as open in this session,
+  // and an Open of it meanwhile keeps the records instead of writing them again. A failed
+  // release is logged and retried; CloseSession releases whatever is left.
+  virtual Status CloseDeferred(Ino ino) = 0;
+  // Waits until every deferred close made so far has been released; the error of the last
+  // failed attempt if one is waiting for a retry.
+  virtual Status FlushDeferredCloses() = 0;
 
   // ---- data ----
   // Sets the file length. Shrinking drops the slices past the end (their data is released);

@@ -5,12 +5,18 @@
 // O<ino><sid> and SS<sid><ino> in the transaction that checks the permission; the last Close
 // deletes them and, when the inode was unlinked meanwhile and no other session has it open,
 // removes it. Open and Close of one inode hold its stripe mutex across their transaction, so the
-// local count and the engine's records change together.
+// local count and the engine's records change together. CloseDeferred (the FUSE release path)
+// leaves the last handle's records to the closer thread, which releases the inodes closed
+// meanwhile in one transaction: one engine read and one commit for many closes.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "common/clock.h"
+#include "common/logging.h"
 #include "meta/meta_impl.h"
 
 namespace nexus::meta {
@@ -142,11 +148,14 @@ Status MetaImpl::RegisterOpenTxn(kv::Txn& txn, Ino ino) {
 Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
   ino = Real(ino);
   std::lock_guard<std::mutex> stripe(OpenStripe(ino));
-  bool first;
+  bool first, revived = false;
   {
-    std::lock_guard<std::mutex> lock(open_mu_);
+    std::unique_lock<std::mutex> lock(open_mu_);
+    close_cv_.wait(lock, [&] { return closing_.count(ino) == 0; });
     auto it = open_counts_.find(ino);
     first = it == open_counts_.end() || it->second == 0;
+    // The records of a deferred close are still there: keep them instead of rewriting them.
+    if (first && pending_close_.erase(ino) > 0) first = false, revived = true;
   }
   Attr attr;
   auto body = [&](kv::Txn& txn) -> Status {
@@ -154,11 +163,16 @@ Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
     NX_TRY(CheckOpen(ctx, attr, ino, flags));
     return first ? RegisterOpenTxn(txn, ino) : Status::OK();
   };
-  NX_TRY(first ? engine_->Update(body) : engine_->View(body));
-  {
-    std::lock_guard<std::mutex> lock(open_mu_);
-    ++open_counts_[ino];
+  Status s = first ? engine_->Update(body) : engine_->View(body);
+  std::lock_guard<std::mutex> lock(open_mu_);
+  if (!s.ok()) {
+    if (revived) {
+      pending_close_.insert(ino);
+      close_cv_.notify_all();
+    }
+    return Err(s);
   }
+  ++open_counts_[ino];
   return Expose(attr);
 }
 
@@ -176,10 +190,112 @@ Status MetaImpl::Close(Ino ino) {
       return Status::OK();
     }
   }
-  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, ino, sid_); }));
+  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, {ino}, sid_); }));
   std::lock_guard<std::mutex> lock(open_mu_);
   open_counts_.erase(ino);
   return Status::OK();
+}
+
+Status MetaImpl::CloseDeferred(Ino ino) {
+  ino = Real(ino);
+  {
+    std::lock_guard<std::mutex> stripe(OpenStripe(ino));
+    std::lock_guard<std::mutex> lock(open_mu_);
+    auto it = open_counts_.find(ino);
+    if (it == open_counts_.end() || it->second == 0) {
+      return Status::Errno(EBADF, "close " + InoName(ino) + ": not open in this client");
+    }
+    if (it->second > 1) {
+      --it->second;
+      return Status::OK();
+    }
+    if (!closer_stop_) {
+      open_counts_.erase(it);
+      pending_close_.insert(ino);
+      if (!closer_.joinable()) closer_ = std::thread([this] { CloserLoop(); });
+      close_cv_.notify_all();
+      return Status::OK();
+    }
+  }
+  return Close(ino);  // the closer has stopped (session closing): release now
+}
+
+Status MetaImpl::FlushDeferredCloses() {
+  std::unique_lock<std::mutex> lock(open_mu_);
+  close_cv_.wait(lock, [&] {
+    return closing_.empty() && (pending_close_.empty() || !close_error_.ok() || closer_stop_);
+  });
+  return close_error_;
+}
+
+void MetaImpl::CloserLoop() {
+  constexpr auto kMaxRetryDelay = std::chrono::seconds(5);
+  std::chrono::milliseconds delay{0};
+  std::unique_lock<std::mutex> lock(open_mu_);
+  while (true) {
+    close_cv_.wait(lock, [&] { return closer_stop_ || !pending_close_.empty(); });
+    if (closer_stop_) return;  // StopCloser releases what is left
+    if (delay.count() > 0 && close_cv_.wait_for(lock, delay, [&] { return closer_stop_; })) return;
+    if (ReleasePending(lock)) {
+      delay = std::chrono::milliseconds(0);
+    } else {
+      delay = std::min<std::chrono::milliseconds>(
+          std::max(delay * 2, std::chrono::milliseconds(50)), kMaxRetryDelay);
+    }
+  }
+}
+
+bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
+  // Small enough that one conflicting inode does not make a large transaction run again.
+  constexpr size_t kBatch = 64;
+  std::vector<Ino> batch;
+  for (auto it = pending_close_.begin(); it != pending_close_.end() && batch.size() < kBatch;) {
+    batch.push_back(*it);
+    closing_.insert(*it);
+    it = pending_close_.erase(it);
+  }
+  const uint64_t sid = sid_;
+  lock.unlock();
+  auto release = [&](const std::vector<Ino>& inos) {
+    return engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, inos, sid); });
+  };
+  Status s = release(batch);
+  std::vector<Ino> failed;
+  if (!s.ok() && batch.size() > 1) {
+    // One bad inode must not hold back the others: try them one by one.
+    for (Ino ino : batch) {
+      Status one = release({ino});
+      if (!one.ok()) {
+        failed.push_back(ino);
+        s = one;
+      }
+    }
+  } else if (!s.ok()) {
+    failed = batch;
+  }
+  if (!failed.empty()) {
+    NX_LOG_WARN("release of {} closed file(s) (inode {} first) failed, will retry: {}",
+                failed.size(), failed.front(), s.ToString());
+  }
+  lock.lock();
+  for (Ino ino : batch) closing_.erase(ino);
+  for (Ino ino : failed) pending_close_.insert(ino);
+  close_error_ = failed.empty() ? Status::OK() : s;
+  close_cv_.notify_all();
+  return failed.empty();
+}
+
+void MetaImpl::StopCloser() {
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    if (closer_stop_) return;
+    closer_stop_ = true;
+  }
+  close_cv_.notify_all();
+  if (closer_.joinable()) closer_.join();
+  std::unique_lock<std::mutex> lock(open_mu_);
+  while (!pending_close_.empty() && ReleasePending(lock)) {
+  }
 }
 
 }  // namespace nexus::meta

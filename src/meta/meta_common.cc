@@ -31,7 +31,7 @@ std::string OctalMode(uint32_t mode) {
 MetaImpl::MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options)
     : engine_(std::move(engine)), options_(options) {}
 
-MetaImpl::~MetaImpl() = default;
+MetaImpl::~MetaImpl() { StopCloser(); }
 
 Status MetaImpl::DecodeAttrTxnValue(const std::optional<std::string>& v, Ino ino, Attr* attr) {
   if (!v) return Status::NotFound(InoName(ino) + " does not exist");

@@ -8,7 +8,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "meta/keys.h"
 #include "meta/kv/engine.h"
@@ -67,6 +69,8 @@ class MetaImpl final : public Meta {
                  std::vector<DirEntry>* out) override;
   Result<Attr> Open(const Context& ctx, Ino ino, int flags) override;
   Status Close(Ino ino) override;
+  Status CloseDeferred(Ino ino) override;
+  Status FlushDeferredCloses() override;
 
   // data (meta_data.cc)
   Result<Attr> Truncate(const Context& ctx, Ino ino, uint64_t length) override;
@@ -184,9 +188,18 @@ class MetaImpl final : public Meta {
   static Status CheckNotAncestorTxn(kv::Txn& txn, Ino dir, Ino new_parent);
   // Writes O<ino><sid> and SS<sid><ino> (the first local handle of `ino`).
   Status RegisterOpenTxn(kv::Txn& txn, Ino ino);
-  // Deletes O<ino><sid> and SS<sid><ino> (the last handle of `ino` in session `sid` went
-  // away); an unlinked inode open nowhere else is purged.
-  Status ReleaseOpenTxn(kv::Txn& txn, Ino ino, uint64_t sid);
+  // Deletes O<ino><sid> and SS<sid><ino> of each of `inos` (the last handle of each in session
+  // `sid` went away), reading their attributes in one MultiGet; an unlinked inode open nowhere
+  // else is purged.
+  Status ReleaseOpenTxn(kv::Txn& txn, const std::vector<Ino>& inos, uint64_t sid);
+  // Deferred closes (meta_attr.cc): the closer thread releases pending_close_ in batches.
+  void CloserLoop();
+  // Moves up to a batch of pending_close_ to closing_, releases it with `lock` (on open_mu_)
+  // unlocked, and puts back what failed. False when something failed.
+  bool ReleasePending(std::unique_lock<std::mutex>& lock);
+  // Stops the closer thread after one last release of what is pending; later CloseDeferred
+  // calls close at once.
+  void StopCloser();
   // Permission of `flags` (access mode, O_TRUNC) on `attr`: EACCES, EISDIR.
   static Status CheckOpen(const Context& ctx, const Attr& attr, Ino ino, int flags);
   Status RenameTxn(kv::Txn& txn, const Context& ctx, RenameOp& op);
@@ -250,8 +263,16 @@ class MetaImpl final : public Meta {
   Ino next_ino_ = 0, end_ino_ = 0;
   uint64_t next_slice_ = 0, end_slice_ = 0;
 
-  std::mutex open_mu_;                             // guards open_counts_
+  std::mutex open_mu_;                             // guards open_counts_ and the close state
   std::unordered_map<Ino, uint32_t> open_counts_;  // handles this client holds per inode
+  // Inodes without a local handle whose O/SS records are still in the engine: waiting for the
+  // closer thread (pending_close_) or in its current transaction (closing_). An Open of an
+  // inode in closing_ waits on close_cv_ for that transaction to end.
+  std::unordered_set<Ino> pending_close_, closing_;
+  std::condition_variable close_cv_;
+  std::thread closer_;
+  bool closer_stop_ = false;
+  Status close_error_;  // of the last failed release, until one succeeds
 
   std::mutex lock_mu_;  // wakes local lock waiters
   std::condition_variable lock_cv_;

@@ -228,6 +228,7 @@ Status MetaImpl::Heartbeat() {
 }
 
 Status MetaImpl::CloseSession() {
+  StopCloser();  // releases what CloseDeferred left, so CleanSession finds only the rest
   if (sid_ == 0) return Status::OK();
   NX_TRY(CleanSession(sid_));
   {
@@ -297,29 +298,36 @@ Status MetaImpl::ReleaseSessionInodes(uint64_t sid) {
                             });
     }));
     if (inos.empty()) return Status::OK();
-    NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status {
-      for (Ino ino : inos) NX_TRY(ReleaseOpenTxn(txn, ino, sid));
-      return Status::OK();
-    }));
+    NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, inos, sid); }));
   }
 }
 
-Status MetaImpl::ReleaseOpenTxn(kv::Txn& txn, Ino ino, uint64_t sid) {
-  const std::string open_key = keys::Open(ino, sid);
-  NX_TRY(txn.Delete(keys::Sustained(sid, ino)));
-  NX_TRY(txn.Delete(open_key));
-  NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Attr(ino)));
-  if (!v) return Status::OK();
-  Attr attr;
-  NX_TRY(keys::DecodeAttr(*v, &attr).With("inode " + std::to_string(ino)));
-  if (attr.nlink == 0) {
-    NX_ASSIGN_OR_RETURN(bool elsewhere, OpenElsewhereTxn(txn, ino, open_key));
-    if (!elsewhere) return PurgeInodeTxn(txn, ino, attr);
+Status MetaImpl::ReleaseOpenTxn(kv::Txn& txn, const std::vector<Ino>& inos, uint64_t sid) {
+  std::vector<std::string> attr_keys;
+  attr_keys.reserve(inos.size());
+  for (Ino ino : inos) attr_keys.push_back(keys::Attr(ino));
+  NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet(attr_keys));
+  for (size_t i = 0; i < inos.size(); ++i) {
+    const Ino ino = inos[i];
+    const std::string open_key = keys::Open(ino, sid);
+    NX_TRY(txn.Delete(keys::Sustained(sid, ino)));
+    NX_TRY(txn.Delete(open_key));
+    if (!values[i]) continue;
+    Attr attr;
+    NX_TRY(keys::DecodeAttr(*values[i], &attr).With("inode " + std::to_string(ino)));
+    if (attr.nlink == 0) {
+      NX_ASSIGN_OR_RETURN(bool elsewhere, OpenElsewhereTxn(txn, ino, open_key));
+      if (!elsewhere) {
+        NX_TRY(PurgeInodeTxn(txn, ino, attr));
+        continue;
+      }
+    }
+    // Scans register nothing, so the attribute record is what orders this release against a
+    // concurrent unlink (which reads it and scans O records) and against the release of
+    // another session's last handle: rewriting it (unchanged) makes them conflict.
+    NX_TRY(PutAttrTxn(txn, ino, attr));
   }
-  // Scans register nothing, so the attribute record is what orders this release against a
-  // concurrent unlink (which reads it and scans O records) and against the release of another
-  // session's last handle: rewriting it (unchanged) makes them conflict.
-  return PutAttrTxn(txn, ino, attr);
+  return Status::OK();
 }
 
 }  // namespace nexus::meta

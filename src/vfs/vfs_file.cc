@@ -308,7 +308,8 @@ Status Vfs::Release(Ino ino, uint64_t fh, std::optional<uint64_t> flock_owner) {
   if (h->wrote.load() && s.ok()) {
     if (auto attr = meta_->GetAttr(ino)) RememberSeen(ino, *attr);
   }
-  Status c = meta_->Close(ino);
+  // The kernel does not wait for a release: the engine records go in a later batch.
+  Status c = meta_->CloseDeferred(ino);
   if (!c.ok()) NX_LOG_WARN("close of inode {}: {}", ino, c.ToString());
   return s.ok() ? c : s;
 }
