@@ -213,7 +213,10 @@ Status MetaImpl::CloseDeferred(Ino ino) {
       open_counts_.erase(it);
       pending_close_.insert(ino);
       if (!closer_.joinable()) closer_ = std::thread([this] { CloserLoop(); });
-      close_cv_.notify_all();
+      // The closer waits for the first close and, while lingering, for a full batch.
+      if (pending_close_.size() == 1 || pending_close_.size() >= kCloseBatch) {
+        close_cv_.notify_all();
+      }
       return Status::OK();
     }
   }
@@ -222,6 +225,8 @@ Status MetaImpl::CloseDeferred(Ino ino) {
 
 Status MetaImpl::FlushDeferredCloses() {
   std::unique_lock<std::mutex> lock(open_mu_);
+  close_flush_ = true;  // no lingering for more closes
+  close_cv_.notify_all();
   close_cv_.wait(lock, [&] {
     return closing_.empty() && (pending_close_.empty() || !close_error_.ok() || closer_stop_);
   });
@@ -236,6 +241,14 @@ void MetaImpl::CloserLoop() {
     close_cv_.wait(lock, [&] { return closer_stop_ || !pending_close_.empty(); });
     if (closer_stop_) return;  // StopCloser releases what is left
     if (delay.count() > 0 && close_cv_.wait_for(lock, delay, [&] { return closer_stop_; })) return;
+    // Linger for more closes, so that a steady stream of them (a create loop: a release per
+    // file) shares transactions; nobody waits for a release, so the linger costs no latency.
+    if (close_cv_.wait_for(lock, kCloseLinger, [&] {
+          return closer_stop_ || close_flush_ || pending_close_.size() >= kCloseBatch;
+        }) &&
+        closer_stop_) {
+      return;
+    }
     if (ReleasePending(lock)) {
       delay = std::chrono::milliseconds(0);
     } else {
@@ -246,10 +259,8 @@ void MetaImpl::CloserLoop() {
 }
 
 bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
-  // Small enough that one conflicting inode does not make a large transaction run again.
-  constexpr size_t kBatch = 64;
   std::vector<Ino> batch;
-  for (auto it = pending_close_.begin(); it != pending_close_.end() && batch.size() < kBatch;) {
+  for (auto it = pending_close_.begin(); it != pending_close_.end() && batch.size() < kCloseBatch;) {
     batch.push_back(*it);
     closing_.insert(*it);
     it = pending_close_.erase(it);
@@ -280,6 +291,7 @@ bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   for (Ino ino : batch) closing_.erase(ino);
   for (Ino ino : failed) pending_close_.insert(ino);
+  if (pending_close_.empty()) close_flush_ = false;
   close_error_ = failed.empty() ? Status::OK() : s;
   close_cv_.notify_all();
   return failed.empty();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -272,6 +273,12 @@ class MetaImpl final : public Meta {
   std::condition_variable close_cv_;
   std::thread closer_;
   bool closer_stop_ = false;
+  bool close_flush_ = false;  // FlushDeferredCloses is waiting: release without lingering
+  // At most this many inodes per release transaction: small enough that one conflicting inode
+  // does not make a large transaction run again.
+  static constexpr size_t kCloseBatch = 64;
+  // How long the closer waits for more closes before releasing a partial batch.
+  static constexpr std::chrono::milliseconds kCloseLinger{2};
   Status close_error_;  // of the last failed release, until one succeeds
 
   std::mutex lock_mu_;  // wakes local lock waiters
