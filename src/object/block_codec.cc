@@ -421,6 +421,29 @@ Status BlockCodec::DecodeFrames(std::string_view key, const FrameHeader& h, size
   return Status::OK();
 }
 
+Status BlockCodec::VerifyFrames(std::string_view key, const FrameHeader& h, size_t first,
+                                size_t last, std::string_view stored) const {
+  if (!h.verbatim()) {
+    return Status::InvalidArgument("object " + std::string(key) +
+                                   ": frames are compressed or encrypted, not stored as is");
+  }
+  const uint64_t seed = KeySeed(key);
+  const uint64_t base = h.frames[first].offset;
+  const uint64_t end = h.frames[last].offset + h.frames[last].stored_size;
+  if (stored.size() != end - base) {
+    return Corrupt(key, "frames " + std::to_string(first) + "-" + std::to_string(last) + " need " +
+                            std::to_string(end - base) + " bytes, got " +
+                            std::to_string(stored.size()));
+  }
+  for (size_t i = first; i <= last; ++i) {
+    const auto& e = h.frames[i];
+    if (FrameChecksum(seed, i, stored.substr(e.offset - base, e.stored_size)) != e.checksum) {
+      return Corrupt(key, "frame " + std::to_string(i) + " checksum mismatch");
+    }
+  }
+  return Status::OK();
+}
+
 Result<std::string> BlockCodec::Decode(std::string_view key, std::string_view object, uint64_t off,
                                        uint64_t len) const {
   NX_ASSIGN_OR_RETURN(FrameHeader h, ParseHeader(key, object));

@@ -55,6 +55,9 @@ struct FrameHeader {
 
   bool encrypted() const { return flags & 0x80; }
   Compression compression() const { return static_cast<Compression>(flags & 3); }
+  // Every frame is stored as the original bytes (no compression, no encryption): the stored
+  // bytes of frames [first, last] are the original bytes of those frames.
+  bool verbatim() const { return compression() == Compression::kNone && !encrypted(); }
   uint64_t table_end() const { return kFrameHeaderSize + kFrameEntrySize * frames.size(); }
   uint64_t stored_size() const {
     return frames.empty() ? table_end() : frames.back().offset + frames.back().stored_size;
@@ -90,6 +93,10 @@ class BlockCodec {
   // in the object), appending the original bytes to `out`.
   Status DecodeFrames(std::string_view key, const FrameHeader& h, size_t first, size_t last,
                       std::string_view stored, std::string* out) const;
+  // Verifies the checksums of frames [first, last] of a verbatim object (h.verbatim()) whose
+  // stored bytes are `stored`, which then are the original bytes: no copy.
+  Status VerifyFrames(std::string_view key, const FrameHeader& h, size_t first, size_t last,
+                      std::string_view stored) const;
   // Decodes a whole object; `off`/`len` select the original bytes to return.
   Result<std::string> Decode(std::string_view key, std::string_view object, uint64_t off = 0,
                              uint64_t len = UINT64_MAX) const;

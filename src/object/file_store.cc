@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "common/buffer.h"
 #include "object/stores.h"
 
 namespace nexus::object {
@@ -76,7 +77,9 @@ class FileStore final : public ObjectStore {
     uint64_t size = static_cast<uint64_t>(st.st_size);
     std::string out;
     if (off < size) {
-      out.resize(std::min<uint64_t>(len, size - off));
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(len, size - off));
+      ReserveLarge(&out, n);
+      out.resize(n);
       size_t done = 0;
       while (done < out.size()) {
         ssize_t n = pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(off + done));

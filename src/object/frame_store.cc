@@ -4,6 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/buffer.h"
 #include "object/block_codec.h"
 #include "object/stores.h"
 
@@ -111,17 +112,23 @@ class FrameStore final : public ObjectStore {
         if (stored.error().code() == ENOENT) headers_.Remove(key);
         return Err(stored.error());
       }
+      const uint64_t skip = off - uint64_t(first) * h->frame_size;
       std::string out;
-      out.reserve((last - first + 1) * uint64_t(h->frame_size));
-      Status s = codec_.DecodeFrames(key, *h, first, last, *stored, &out);
+      Status s;
+      if (h->verbatim()) {
+        // The stored frames are the original bytes: verify them where they are.
+        s = codec_.VerifyFrames(key, *h, first, last, *stored);
+        if (s.ok()) out = std::move(*stored);
+      } else {
+        ReserveLarge(&out, (last - first + 1) * uint64_t(h->frame_size));
+        s = codec_.DecodeFrames(key, *h, first, last, *stored, &out);
+      }
       if (!s.ok()) {
         headers_.Remove(key);
         if (cached) continue;
         return Err(s);
       }
-      const uint64_t skip = off - uint64_t(first) * h->frame_size;
-      if (skip == 0 && out.size() == n) return out;
-      return out.substr(skip, n);
+      return Trim(std::move(out), skip, n);
     }
   }
 
@@ -165,7 +172,28 @@ class FrameStore final : public ObjectStore {
     NX_ASSIGN_OR_RETURN(std::string object, inner_->Get(key));
     auto h = codec_.ParseHeader(key, object);
     if (h) headers_.Put(key, std::make_shared<const FrameHeader>(*h));
-    return codec_.Decode(key, object, off, len);
+    if (!h || !h->verbatim() || h->frames.empty() || object.size() != h->stored_size()) {
+      return codec_.Decode(key, object, off, len);
+    }
+    // Frames stored as they are: verify them in place and cut the header off the front (one
+    // move within the buffer instead of a copy into a new one).
+    if (off >= h->original_size || len == 0) return std::string();
+    const uint64_t n = std::min(len, h->original_size - off);
+    const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
+    const uint64_t from = h->frames[first].offset;
+    const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
+    NX_TRY(codec_.VerifyFrames(key, *h, first, last,
+                               std::string_view(object).substr(from, to - from)));
+    return Trim(std::move(object), from + (off - uint64_t(first) * h->frame_size), n);
+  }
+
+  // [skip, skip+n) of `s`, reusing its buffer.
+  static std::string Trim(std::string s, uint64_t skip, uint64_t n) {
+    if (skip == 0 && s.size() == n) return s;
+    if (n < s.size() / 4) return s.substr(skip, n);  // a small piece: a small buffer
+    s.erase(0, skip);
+    s.resize(n);
+    return s;
   }
 
   std::unique_ptr<ObjectStore> inner_;
