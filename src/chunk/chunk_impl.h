@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -45,6 +46,28 @@ struct PendingSlice {
   };
   std::deque<Block> blocks;  // a deque: appending never moves a block an upload is reading
   Status error;              // the last failed upload, if any
+};
+
+// Block buffers for reuse: a block written into memory that was used before costs a copy; a
+// fresh one also costs a page fault and the kernel zeroing every page first (on the FUSE write
+// path that was most of the writing thread's time). Blocks shared through Share() come back
+// here when their last reference goes (evicted from the memory cache, or dropped by the last
+// reader), up to `max_idle` buffers of at least `block_size` bytes; the rest are freed.
+class BlockBufferPool : public std::enable_shared_from_this<BlockBufferPool> {
+ public:
+  BlockBufferPool(size_t block_size, size_t max_idle)
+      : block_size_(block_size), max_idle_(max_idle) {}
+  // An empty string whose capacity is at least the block size, reused when one is idle.
+  std::string Take();
+  // `data` as a shared block that returns its buffer to the pool when released.
+  std::shared_ptr<const std::string> Share(std::string data);
+  size_t idle() const;
+
+ private:
+  void Recycle(std::string* s);
+  const size_t block_size_, max_idle_;
+  mutable std::mutex mu_;
+  std::vector<std::string> idle_;
 };
 
 // What this client knows of one inode: its unflushed slices (in write order) and a cache of
@@ -176,6 +199,7 @@ class ChunkStoreImpl final : public ChunkStore {
   meta::Meta* meta_;
   object::ObjectStore* store_;
   ChunkOptions opts_;
+  std::shared_ptr<BlockBufferPool> buffers_;  // before cache_: cached blocks return to it
   cache::MemoryBlockCache cache_;
   std::unique_ptr<cache::DiskCache> disk_;  // destroyed after the pools that feed it
 

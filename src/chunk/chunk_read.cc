@@ -359,7 +359,7 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
     if (attempt) BackoffSleep(attempt);
     auto got = store_->Get(key);
     if (got && got->size() == size) {
-      result = std::make_shared<const std::string>(std::move(*got));
+      result = buffers_->Share(std::move(*got));
       if (disk_) disk_->Put(key, *result);  // first: a memory hit implies the disk Put was asked
       cache_.Put(key, *result);
       break;

@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "chunk/chunk_impl.h"
+#include "common/buffer.h"
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/metrics.h"
@@ -36,6 +37,11 @@ ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
     : meta_(meta),
       store_(store),
       opts_(options),
+      // A few idle buffers cover the hand-over from the cache's evictions to new blocks.
+      buffers_(std::make_shared<BlockBufferPool>(
+          options.block_size,
+          static_cast<size_t>(std::clamp<uint64_t>(
+              options.buffer_size / std::max<uint32_t>(options.block_size, 1) / 8, 1, 8)))),
       cache_(options.mem_cache_size),
       disk_(std::move(disk)),
       uploads_(std::make_unique<ThreadPool>(std::max(1, options.max_uploads), 0, "nx-upload")),
@@ -44,6 +50,40 @@ ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
           static_cast<size_t>(4 * std::max(1, options.max_downloads)), "nx-download")) {
   if (opts_.background) background_ = std::thread([this] { BackgroundLoop(); });
   metrics_id_ = RegisterChunkMetrics(this);
+}
+
+std::string BlockBufferPool::Take() {
+  std::string s;
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      s = std::move(idle_.back());
+      idle_.pop_back();
+    }
+  }
+  if (s.capacity() < block_size_) ReserveLarge(&s, block_size_);
+  return s;
+}
+
+std::shared_ptr<const std::string> BlockBufferPool::Share(std::string data) {
+  return std::shared_ptr<const std::string>(new std::string(std::move(data)),
+                                            [self = shared_from_this()](const std::string* s) {
+                                              self->Recycle(const_cast<std::string*>(s));
+                                            });
+}
+
+void BlockBufferPool::Recycle(std::string* s) {
+  if (s->capacity() >= block_size_) {
+    s->clear();
+    std::lock_guard lock(mu_);
+    if (idle_.size() < max_idle_) idle_.push_back(std::move(*s));
+  }
+  delete s;
+}
+
+size_t BlockBufferPool::idle() const {
+  std::lock_guard lock(mu_);
+  return idle_.size();
 }
 
 ChunkStoreImpl::~ChunkStoreImpl() {

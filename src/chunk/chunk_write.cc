@@ -4,6 +4,7 @@
 
 #include "chunk/chunk_impl.h"
 #include "common/backoff.h"
+#include "common/buffer.h"
 #include "common/clock.h"
 #include "common/logging.h"
 
@@ -88,10 +89,18 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
       s->blocks.emplace_back();
       // Large writes will likely fill the block: size it once rather than regrow it (each
       // regrowth copies what is buffered). Untouched pages of a reservation cost no memory.
-      s->blocks.back().data.reserve(len >= bs / 16 ? bs : std::max<size_t>(len, 64 << 10));
+      if (len >= bs / 16) {
+        s->blocks.back().data = buffers_->Take();
+      } else {
+        ReserveLarge(&s->blocks.back().data, std::max<size_t>(len, 64 << 10));
+      }
     }
     auto& blk = s->blocks[b];
     size_t n = std::min<size_t>(len, bs - in);
+    if (blk.data.capacity() < blk.data.size() + n) {  // regrow (small writes), never past bs
+      ReserveLarge(&blk.data,
+                   std::min<size_t>(bs, std::max(blk.data.size() + n, 2 * blk.data.capacity())));
+    }
     blk.data.append(data, n);
     blk.size += static_cast<uint32_t>(n);
     s->len += static_cast<uint32_t>(n);
@@ -127,7 +136,10 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
       b.uploading = false;
       if (st.ok()) {
         b.uploaded = true;
-        auto copy = std::make_shared<const std::string>(std::move(b.data));
+        // A block reserved whole but uploaded short (a file's last block): keep only its bytes
+        // in the cache (huge pages make the untouched rest of a reservation resident).
+        if (b.data.capacity() - b.data.size() >= (1u << 20)) b.data.shrink_to_fit();
+        auto copy = buffers_->Share(std::move(b.data));
         freed = copy->size();
         b.data = std::string();
         cache_.Put(BlockKey(opts_.prefix, s->id, block, b.size), std::move(copy));
