@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -59,7 +60,8 @@ constexpr size_t kMaxIdle = 32;
 constexpr char kIndex[] = "i";
 
 // ARGV: nranges, then (min, max, count) per range; nchecks, then (nkeys, digest, value keys...)
-// per check (ValuesDigest of the values read); the marker key; then ops: "p" K V, "d" K,
+// per check (ValuesDigest of the values read); the marker key; then ops: "p" K V, "P" K V (a
+// put of a key the transaction read and found, so already in the index: no ZADD), "d" K,
 // "a" K LO HI (the delta as two unsigned 32-bit halves). Returns 1, or 0 on a conflict.
 constexpr char kCommitScript[] = R"lua(
 local n = tonumber(ARGV[1])
@@ -86,7 +88,10 @@ i = i + 1
 local W = 4294967296
 while i <= #ARGV do
   local op, k = ARGV[i], ARGV[i + 1]
-  if op == 'p' then
+  if op == 'P' then
+    redis.call('SET', 'v' .. k, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'p' then
     redis.call('SET', 'v' .. k, ARGV[i + 2])
     redis.call('ZADD', 'i', 0, k)
     i = i + 3
@@ -110,7 +115,7 @@ while i <= #ARGV do
                           math.floor(lo / 16777216) % 256, hi % 256, math.floor(hi / 256) % 256,
                           math.floor(hi / 65536) % 256, math.floor(hi / 16777216) % 256)
     redis.call('SET', 'v' .. k, s)
-    redis.call('ZADD', 'i', 0, k)
+    if not cur then redis.call('ZADD', 'i', 0, k) end
     i = i + 4
   end
 end
@@ -348,7 +353,9 @@ class RedisTxn final : public BufferedTxn {
       return Err(BadReply("MGET"));
     }
     for (size_t j = 0; j < remote.size(); ++j) {
-      out[remote[j]] = WithAdd(keys[remote[j]], ValueOf(r[1]->element[j]));
+      auto v = ValueOf(r[1]->element[j]);
+      if (v) present_.insert(keys[remote[j]]);
+      out[remote[j]] = WithAdd(keys[remote[j]], std::move(v));
     }
     return out;
   }
@@ -373,7 +380,7 @@ class RedisTxn final : public BufferedTxn {
     size_t ops = 0;
     if (with_writes) {
       for (const auto& [k, v] : writes()) {
-        eval.insert(eval.end(), {v ? "p" : "d", k});
+        eval.insert(eval.end(), {v ? (present_.count(k) ? "P" : "p") : "d", k});
         if (v) eval.push_back(*v);
         ++ops;
       }
@@ -452,7 +459,9 @@ class RedisTxn final : public BufferedTxn {
     NX_TRY(c_->Check(r[0].get(), "watch"));
     NX_TRY(c_->Check(r[1].get(), "get"));
     watched_ = true;
-    return WithAdd(key, ValueOf(r[1].get()));
+    auto v = ValueOf(r[1].get());
+    if (v) present_.emplace(key);
+    return WithAdd(key, std::move(v));
   }
 
   Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) override {
@@ -593,7 +602,10 @@ class RedisTxn final : public BufferedTxn {
     const size_t n = mget.size() - 1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != n) return Err(BadReply("MGET"));
     std::vector<std::optional<std::string>> values(n);
-    for (size_t j = 0; j < n; ++j) values[j] = ValueOf(r->element[j]);
+    for (size_t j = 0; j < n; ++j) {
+      values[j] = ValueOf(r->element[j]);
+      if (values[j]) present_.emplace(std::string_view(mget[j + 1]).substr(1));  // drop "v"
+    }
     checks_.push_back(std::to_string(n));
     checks_.push_back(ValuesDigest(values));
     checks_.insert(checks_.end(), mget.begin() + 1, mget.end());
@@ -613,6 +625,9 @@ class RedisTxn final : public BufferedTxn {
   size_t snap_bytes_ = 0;
   int read_exchanges_ = 0;
   std::map<std::string, int64_t, std::less<>> adds_;
+  // Keys read with a value by a WATCHed or digest-checked read: the commit only runs while
+  // they still hold it, so they are in the index and a put of them needs no ZADD.
+  std::set<std::string, std::less<>> present_;
   std::vector<std::string> ranges_;  // (min, max, count) triples for the commit script
   std::vector<std::string> checks_;  // (nkeys, digest, value keys...) for the commit script
   size_t nchecks_ = 0;
