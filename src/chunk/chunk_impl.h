@@ -57,7 +57,8 @@ class BlockBufferPool : public std::enable_shared_from_this<BlockBufferPool> {
  public:
   BlockBufferPool(size_t block_size, size_t max_idle)
       : block_size_(block_size), max_idle_(max_idle) {}
-  // An empty string whose capacity is at least the block size, reused when one is idle.
+  // A string whose capacity is at least the block size, reused when one is idle. Its contents
+  // are left over from its last use (a download overwrites them in place; a writer clears it).
   std::string Take();
   // `data` as a shared block that returns its buffer to the pool when released.
   std::shared_ptr<const std::string> Share(std::string data);

@@ -357,20 +357,22 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
   Result<std::shared_ptr<const std::string>> result = Err(EIO, "not fetched");
   for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
     if (attempt) BackoffSleep(attempt);
-    auto got = store_->Get(key);
-    if (got && got->size() == size) {
-      result = buffers_->Share(std::move(*got));
+    // A whole block goes into a recycled buffer when one is idle (no page faults, no zeroing).
+    std::string buf = size == opts_.block_size ? buffers_->Take() : std::string();
+    Status got = store_->GetInto(key, 0, UINT64_MAX, &buf);
+    if (got.ok() && buf.size() == size) {
+      result = buffers_->Share(std::move(buf));
       if (disk_) disk_->Put(key, *result);  // first: a memory hit implies the disk Put was asked
       cache_.Put(key, *result);
       break;
     }
-    if (got) {
-      result = Err(EIO, "object " + key + " has " + std::to_string(got->size()) +
+    if (got.ok()) {
+      result = Err(EIO, "object " + key + " has " + std::to_string(buf.size()) +
                             " bytes, expected " + std::to_string(size));
       break;
     }
-    result = Err(EIO, "get " + key + ": " + got.error().ToString());
-    if (got.error().code() == ENOENT) {
+    result = Err(EIO, "get " + key + ": " + got.ToString());
+    if (got.code() == ENOENT) {
       result = Err(EIO, "block object " + key + " is missing");
       break;
     }

@@ -74,7 +74,6 @@ std::shared_ptr<const std::string> BlockBufferPool::Share(std::string data) {
 
 void BlockBufferPool::Recycle(std::string* s) {
   if (s->capacity() >= block_size_) {
-    s->clear();
     std::lock_guard lock(mu_);
     if (idle_.size() < max_idle_) idle_.push_back(std::move(*s));
   }

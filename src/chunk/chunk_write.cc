@@ -91,6 +91,7 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
       // regrowth copies what is buffered). Untouched pages of a reservation cost no memory.
       if (len >= bs / 16) {
         s->blocks.back().data = buffers_->Take();
+        s->blocks.back().data.clear();
       } else {
         ReserveLarge(&s->blocks.back().data, std::max<size_t>(len, 64 << 10));
       }

@@ -29,6 +29,10 @@ class FaultyStore final : public ObjectStore {
     NX_TRY(Inject("get", key));
     return inner_->Get(key, off, len);
   }
+  Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
+    NX_TRY(Inject("get", key));
+    return inner_->GetInto(key, off, len, out);
+  }
   Result<ObjectInfo> Head(std::string_view key) override {
     NX_TRY(Inject("head", key));
     return inner_->Head(key);

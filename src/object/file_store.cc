@@ -65,35 +65,44 @@ class FileStore final : public ObjectStore {
   }
 
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    std::string out;
+    NX_TRY(GetInto(key, off, len, &out));
+    return out;
+  }
+
+  // Reads into `*out` in place: a buffer that already has the size (a recycled block) is not
+  // cleared or zeroed first.
+  Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
     NX_TRY(Check(key));
     int fd = open(Path(key).c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Err(OsError(errno, "get", key));
+    if (fd < 0) return OsError(errno, "get", key);
     struct stat st;
     if (fstat(fd, &st) != 0) {
       int err = errno;
       close(fd);
-      return Err(OsError(err, "get", key));
+      return OsError(err, "get", key);
     }
     uint64_t size = static_cast<uint64_t>(st.st_size);
-    std::string out;
-    if (off < size) {
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(len, size - off));
-      ReserveLarge(&out, n);
-      out.resize(n);
-      size_t done = 0;
-      while (done < out.size()) {
-        ssize_t n = pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(off + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          int err = n < 0 ? errno : EIO;
-          close(fd);
-          return Err(OsError(err, "get", key));
-        }
-        done += static_cast<size_t>(n);
+    const size_t n = off < size ? static_cast<size_t>(std::min<uint64_t>(len, size - off)) : 0;
+    if (out->size() > n) {
+      out->resize(n);
+    } else if (out->size() < n) {
+      ReserveLarge(out, n);
+      out->resize(n);
+    }
+    size_t done = 0;
+    while (done < n) {
+      ssize_t got = pread(fd, out->data() + done, n - done, static_cast<off_t>(off + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        int err = got < 0 ? errno : EIO;
+        close(fd);
+        return OsError(err, "get", key);
       }
+      done += static_cast<size_t>(got);
     }
     close(fd);
-    return out;
+    return Status::OK();
   }
 
   Result<ObjectInfo> Head(std::string_view key) override {

@@ -90,45 +90,64 @@ class FrameStore final : public ObjectStore {
   }
 
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    std::string out;
+    NX_TRY(GetInto(key, off, len, &out));
+    return out;
+  }
+
+  Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
     NX_TRY(ValidateKey(key));
     // A header from the cache may be stale when another client overwrote the object (the data
     // path never does): a frame that does not verify against it is read again with a fresh one.
     for (int attempt = 0;; ++attempt) {
       std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
       if (!h && (len > kWholeObjectRead || (off == 0 && len == UINT64_MAX))) {
-        return GetWhole(key, off, len);
+        return GetWhole(key, off, len, out);
       }
       const bool cached = h != nullptr;
       if (!h) {
         NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
       }
-      if (off >= h->original_size || len == 0) return std::string();
+      if (off >= h->original_size || len == 0) {
+        out->clear();
+        return Status::OK();
+      }
       const uint64_t n = std::min(len, h->original_size - off);
       const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
       const uint64_t from = h->frames[first].offset;
       const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
-      auto stored = inner_->Get(key, from, to - from);
-      if (!stored) {
-        if (stored.error().code() == ENOENT) headers_.Remove(key);
-        return Err(stored.error());
-      }
       const uint64_t skip = off - uint64_t(first) * h->frame_size;
-      std::string out;
       Status s;
       if (h->verbatim()) {
-        // The stored frames are the original bytes: verify them where they are.
-        s = codec_.VerifyFrames(key, *h, first, last, *stored);
-        if (s.ok()) out = std::move(*stored);
+        // The stored frames are the original bytes: read them into `out` and verify them there.
+        s = inner_->GetInto(key, from, to - from, out);
+        if (!s.ok()) {
+          if (s.code() == ENOENT) headers_.Remove(key);
+          return s;
+        }
+        s = codec_.VerifyFrames(key, *h, first, last, *out);
+        if (s.ok()) {
+          Trim(out, skip, n);
+          return Status::OK();
+        }
       } else {
-        ReserveLarge(&out, (last - first + 1) * uint64_t(h->frame_size));
-        s = codec_.DecodeFrames(key, *h, first, last, *stored, &out);
+        auto stored = inner_->Get(key, from, to - from);
+        if (!stored) {
+          if (stored.error().code() == ENOENT) headers_.Remove(key);
+          return stored.error();
+        }
+        std::string decoded;
+        ReserveLarge(&decoded, (last - first + 1) * uint64_t(h->frame_size));
+        s = codec_.DecodeFrames(key, *h, first, last, *stored, &decoded);
+        if (s.ok()) {
+          *out = std::move(decoded);
+          Trim(out, skip, n);
+          return Status::OK();
+        }
       }
-      if (!s.ok()) {
-        headers_.Remove(key);
-        if (cached) continue;
-        return Err(s);
-      }
-      return Trim(std::move(out), skip, n);
+      headers_.Remove(key);
+      if (cached) continue;
+      return s;
     }
   }
 
@@ -168,32 +187,40 @@ class FrameStore final : public ObjectStore {
     return shared;
   }
 
-  Result<std::string> GetWhole(std::string_view key, uint64_t off, uint64_t len) {
-    NX_ASSIGN_OR_RETURN(std::string object, inner_->Get(key));
-    auto h = codec_.ParseHeader(key, object);
+  Status GetWhole(std::string_view key, uint64_t off, uint64_t len, std::string* out) {
+    NX_TRY(inner_->GetInto(key, 0, UINT64_MAX, out));
+    auto h = codec_.ParseHeader(key, *out);
     if (h) headers_.Put(key, std::make_shared<const FrameHeader>(*h));
-    if (!h || !h->verbatim() || h->frames.empty() || object.size() != h->stored_size()) {
-      return codec_.Decode(key, object, off, len);
+    if (!h || !h->verbatim() || h->frames.empty() || out->size() != h->stored_size()) {
+      NX_ASSIGN_OR_RETURN(std::string decoded, codec_.Decode(key, *out, off, len));
+      *out = std::move(decoded);
+      return Status::OK();
     }
     // Frames stored as they are: verify them in place and cut the header off the front (one
     // move within the buffer instead of a copy into a new one).
-    if (off >= h->original_size || len == 0) return std::string();
+    if (off >= h->original_size || len == 0) {
+      out->clear();
+      return Status::OK();
+    }
     const uint64_t n = std::min(len, h->original_size - off);
     const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
     const uint64_t from = h->frames[first].offset;
     const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
-    NX_TRY(codec_.VerifyFrames(key, *h, first, last,
-                               std::string_view(object).substr(from, to - from)));
-    return Trim(std::move(object), from + (off - uint64_t(first) * h->frame_size), n);
+    NX_TRY(
+        codec_.VerifyFrames(key, *h, first, last, std::string_view(*out).substr(from, to - from)));
+    Trim(out, from + (off - uint64_t(first) * h->frame_size), n);
+    return Status::OK();
   }
 
-  // [skip, skip+n) of `s`, reusing its buffer.
-  static std::string Trim(std::string s, uint64_t skip, uint64_t n) {
-    if (skip == 0 && s.size() == n) return s;
-    if (n < s.size() / 4) return s.substr(skip, n);  // a small piece: a small buffer
-    s.erase(0, skip);
-    s.resize(n);
-    return s;
+  // Leaves [skip, skip+n) of `*s` in `*s`, in its own buffer unless the piece is small.
+  static void Trim(std::string* s, uint64_t skip, uint64_t n) {
+    if (skip == 0 && s->size() == n) return;
+    if (n < s->size() / 4) {
+      *s = s->substr(skip, n);
+      return;
+    }
+    s->erase(0, skip);
+    s->resize(n);
   }
 
   std::unique_ptr<ObjectStore> inner_;

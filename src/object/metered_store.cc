@@ -75,6 +75,12 @@ class MeteredStore final : public ObjectStore {
     r.Done(v.has_value(), v ? v->size() : 0);
     return v;
   }
+  Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
+    Request r(get_);
+    Status s = inner_->GetInto(key, off, len, out);
+    r.Done(s.ok(), s.ok() ? out->size() : 0);
+    return s;
+  }
   Result<ObjectInfo> Head(std::string_view key) override {
     Request r(head_);
     auto v = inner_->Head(key);

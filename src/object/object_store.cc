@@ -37,6 +37,11 @@ Status ObjectStore::PutParts(std::string_view key, std::span<const std::string_v
   return Put(key, joined);
 }
 
+Status ObjectStore::GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) {
+  NX_ASSIGN_OR_RETURN(*out, Get(key, off, len));
+  return Status::OK();
+}
+
 Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(std::string_view url,
                                                        const StoreOptions& options) {
   auto u = Url::Parse(url);

@@ -64,6 +64,10 @@ class ObjectStore {
   // is clipped (a read starting at or past the end returns "").
   virtual Result<std::string> Get(std::string_view key, uint64_t off = 0,
                                   uint64_t len = UINT64_MAX) = 0;
+  // Get into `*out`, whose buffer a store may reuse (a recycled block buffer costs neither page
+  // faults nor zeroing); on success `*out` holds exactly the bytes Get would return, on failure
+  // its contents are unspecified. The default calls Get.
+  virtual Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out);
   virtual Result<ObjectInfo> Head(std::string_view key) = 0;
   // Deleting a missing key succeeds.
   virtual Status Delete(std::string_view key) = 0;
