@@ -24,7 +24,6 @@
 #include <atomic>
 #include <filesystem>
 #include <mutex>
-#include <vector>
 
 #include "meta/kv/engines.h"
 
@@ -167,7 +166,6 @@ class RocksEngine final : public Engine {
  public:
   RocksEngine(rocksdb::OptimisticTransactionDB* db, std::string path) : db_(db), path_(path) {}
   ~RocksEngine() override {
-    idle_.clear();  // before the database they belong to
     db_->FlushWAL(true).PermitUncheckedError();
     delete db_;
   }
@@ -182,33 +180,25 @@ class RocksEngine final : public Engine {
     // this process, so one that keeps losing escalates: from its 8th attempt on it holds
     // `hot_`, and the transactions that escalated take turns instead of racing each other.
     std::unique_lock<std::mutex> hot(hot_, std::defer_lock);
-    // A Transaction handle is reused (BeginTransaction re-initializes it): allocating and
-    // freeing one, its write batch and index, per operation cost more than the body's reads.
-    std::unique_ptr<rocksdb::Transaction> txn = TakeIdle();
     for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
       if (attempt == kEscalateAfter) hot.lock();
       Backoff::Wait(attempt);
-      rocksdb::Transaction* begun = db_->BeginTransaction(wo, to, txn.get());
-      if (begun != txn.get()) txn.reset(begun);
+      std::unique_ptr<rocksdb::Transaction> txn(db_->BeginTransaction(wo, to));
       RocksTxn t(txn.get(), txn->GetSnapshot());
       Status s = body(t);
       if (s.ok()) s = FromRocks(txn->Commit(), "commit");
       if (s.ok()) {
         txns_++;
-        PutIdle(std::move(txn));
         return s;
       }
       if (!s.IsConflict()) {
         txn->Rollback().PermitUncheckedError();
         failures_++;
-        PutIdle(std::move(txn));
         return s;
       }
       conflicts_++;
       last = s;
     }
-    txn->Rollback().PermitUncheckedError();
-    PutIdle(std::move(txn));
     failures_++;
     return Status::Busy("rocksdb transaction gave up after " +
                         std::to_string(Backoff::kMaxAttempts) + " conflicts (" + last.message() +
@@ -235,29 +225,9 @@ class RocksEngine final : public Engine {
 
  private:
   static constexpr int kEscalateAfter = 8;  // attempts before taking hot_ (see Update)
-  static constexpr size_t kMaxIdle = 64;    // idle Transaction handles kept for reuse
-
-  // An idle handle, or null (BeginTransaction then allocates one).
-  std::unique_ptr<rocksdb::Transaction> TakeIdle() {
-    std::lock_guard<std::mutex> lock(idle_mu_);
-    if (idle_.empty()) return nullptr;
-    std::unique_ptr<rocksdb::Transaction> t = std::move(idle_.back());
-    idle_.pop_back();
-    return t;
-  }
-  // Keeps a finished (committed or rolled back) handle for the next Update. Its snapshot is
-  // released now: an idle handle must not hold back compaction.
-  void PutIdle(std::unique_ptr<rocksdb::Transaction> t) {
-    t->ClearSnapshot();
-    std::lock_guard<std::mutex> lock(idle_mu_);
-    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(t));
-  }
-
   rocksdb::OptimisticTransactionDB* db_;
   std::string path_;
   std::mutex hot_;
-  std::mutex idle_mu_;
-  std::vector<std::unique_ptr<rocksdb::Transaction>> idle_;
   std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0};
 };
 
@@ -268,11 +238,6 @@ rocksdb::Options MetaOptions() {
   o.merge_operator = std::make_shared<CounterAddOperator>();
   // Optimistic validation looks at memtable history to find conflicting writes.
   o.max_write_buffer_size_to_maintain = 64 << 20;
-  // A whole-key Bloom filter in each memtable: a point read or a commit-time conflict check of
-  // a key the memtable lacks (a new name, a lock record that was never taken) skips the
-  // skip-list search.
-  o.memtable_prefix_bloom_size_ratio = 0.02;
-  o.memtable_whole_key_filtering = true;
   // LZ4 for the upper levels (cheap), ZSTD for the bottommost level (most of the data), each
   // only if this RocksDB build has it, so that Open never fails over a missing codec.
   auto codecs = rocksdb::GetSupportedCompressions();
