@@ -29,7 +29,9 @@ std::string OctalMode(uint32_t mode) {
 }  // namespace
 
 MetaImpl::MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options)
-    : engine_(std::move(engine)), options_(options) {}
+    : engine_(std::move(engine)), options_(options) {
+  hint_misses_ = engine_->DefersExpectedReads();
+}
 
 MetaImpl::~MetaImpl() { StopCloser(); }
 
@@ -57,11 +59,37 @@ Result<std::vector<Attr>> MetaImpl::GetAttrsTxn(kv::Txn& txn, const std::vector<
 }
 
 Result<MetaImpl::DirAndEntry> MetaImpl::GetDirAndEntryTxn(kv::Txn& txn, Ino parent,
-                                                          const std::string& dkey) {
-  NX_ASSIGN_OR_RETURN(auto values, txn.MultiGet({keys::Attr(parent), dkey}));
+                                                          const std::string& dkey,
+                                                          const std::string* expected_dir) {
+  std::vector<std::optional<std::string>> values;
+  if (expected_dir) {
+    NX_ASSIGN_OR_RETURN(
+        values, txn.MultiGetExpecting({keys::Attr(parent), dkey}, {*expected_dir, std::nullopt}));
+  } else {
+    NX_ASSIGN_OR_RETURN(values, txn.MultiGet({keys::Attr(parent), dkey}));
+  }
   DirAndEntry out;
   NX_TRY(DecodeAttrTxnValue(values[0], parent, &out.dir));
+  out.dir_value = std::move(*values[0]);
   out.entry = std::move(values[1]);
+  return out;
+}
+
+void MetaImpl::RememberMiss(const std::string& dkey, const std::string& dir_value) {
+  std::lock_guard<std::mutex> lock(miss_mu_);
+  if (miss_hints_.size() >= kMissHints) miss_hints_.clear();  // stale ones, mostly
+  miss_hints_[dkey] = MissHint{dir_value, std::chrono::steady_clock::now()};
+}
+
+std::optional<std::string> MetaImpl::TakeMissHint(const std::string& dkey) {
+  std::lock_guard<std::mutex> lock(miss_mu_);
+  auto it = miss_hints_.find(dkey);
+  if (it == miss_hints_.end()) return std::nullopt;
+  std::optional<std::string> out;
+  if (std::chrono::steady_clock::now() - it->second.at < kMissHintTtl) {
+    out = std::move(it->second.dir_value);
+  }
+  miss_hints_.erase(it);
   return out;
 }
 

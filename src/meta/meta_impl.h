@@ -112,10 +112,29 @@ class MetaImpl final : public Meta {
   struct DirAndEntry {
     Attr dir;
     std::optional<std::string> entry;
+    std::string dir_value;  // the directory's attribute record as read
   };
   // Decodes a value read from A<ino>I (ENOENT naming the inode when absent).
   static Status DecodeAttrTxnValue(const std::optional<std::string>& v, Ino ino, Attr* attr);
-  static Result<DirAndEntry> GetDirAndEntryTxn(kv::Txn& txn, Ino parent, const std::string& dkey);
+  // With `expected_dir` (the directory's record as a recent lookup that missed `dkey` read it),
+  // an engine that checks values at commit takes both as read (kv::Txn::MultiGetExpecting).
+  static Result<DirAndEntry> GetDirAndEntryTxn(kv::Txn& txn, Ino parent, const std::string& dkey,
+                                               const std::string* expected_dir = nullptr);
+  // Lookup misses remembered for a create of the same name that usually follows at once (the
+  // kernel looks a name up before it creates it), on engines where that saves a round trip
+  // (kv::Engine::DefersExpectedReads): dentry key -> the directory's record then. A hint is
+  // used once, by the first attempt of a create, and only within kMissHintTtl.
+  void RememberMiss(const std::string& dkey, const std::string& dir_value);
+  std::optional<std::string> TakeMissHint(const std::string& dkey);
+  static constexpr std::chrono::milliseconds kMissHintTtl{500};
+  static constexpr size_t kMissHints = 1024;
+  struct MissHint {
+    std::string dir_value;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::mutex miss_mu_;
+  std::unordered_map<std::string, MissHint> miss_hints_;
+  bool hint_misses_ = false;  // the engine DefersExpectedReads
   // POSIX permission check of `mask` (R_OK/W_OK/X_OK bits) for ctx on attr.
   static Status CheckPermission(const Context& ctx, const Attr& attr, int mask);
   // ENAMETOOLONG / EINVAL for names that are not a single component.
@@ -152,8 +171,10 @@ class MetaImpl final : public Meta {
   struct RenameOp;  // meta_rename.cc
   // Adds `name` -> inode `ino` (fresh, allocated by AllocIno) to `parent` inside `txn` and
   // fills `out`. EEXIST when the name is taken; then `*existing` is the inode found.
+  // `dir_hint`, if set, is a lookup's miss hint for the name (TakeMissHint), used and cleared.
   Status CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std::string_view name, Ino ino,
-                       const NewNode& node, Entry* out, Ino* existing);
+                       const NewNode& node, Entry* out, Ino* existing,
+                       std::optional<std::string>* dir_hint = nullptr);
   // Allocates an inode and creates the node in one transaction; with `open_flags` >= 0 it
   // also registers an open handle of the new file in that transaction (Create).
   Result<Entry> CreateNode(const Context& ctx, Ino parent, std::string_view name,

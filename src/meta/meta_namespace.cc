@@ -117,11 +117,15 @@ Status MetaImpl::AddInodeTxn(kv::Txn& txn) {
 }
 
 Status MetaImpl::CreateNodeTxn(kv::Txn& txn, const Context& ctx, Ino parent, std::string_view name,
-                               Ino ino, const NewNode& node, Entry* out, Ino* existing) {
+                               Ino ino, const NewNode& node, Entry* out, Ino* existing,
+                               std::optional<std::string>* dir_hint) {
   const std::string what = "create " + EntryName(parent, name);
   *existing = 0;
   const std::string dkey = keys::Dentry(parent, name);
-  NX_ASSIGN_OR_RETURN(DirAndEntry read, GetDirAndEntryTxn(txn, parent, dkey));
+  std::optional<std::string> hint;
+  if (dir_hint) hint.swap(*dir_hint);  // the first attempt only: a retry reads
+  NX_ASSIGN_OR_RETURN(DirAndEntry read,
+                      GetDirAndEntryTxn(txn, parent, dkey, hint ? &*hint : nullptr));
   Attr& dir = read.dir;
   NX_TRY(CheckDirWrite(ctx, dir, parent, what));
   if (read.entry) {
@@ -161,8 +165,10 @@ Result<Entry> MetaImpl::CreateNode(const Context& ctx, Ino parent, std::string_v
   std::unique_lock<std::mutex> stripe(OpenStripe(ino), std::defer_lock);
   if (open) stripe.lock();
   Entry out;
+  std::optional<std::string> hint;
+  if (hint_misses_) hint = TakeMissHint(keys::Dentry(parent, name));
   Status s = engine_->Update([&](kv::Txn& txn) -> Status {
-    NX_TRY(CreateNodeTxn(txn, ctx, parent, name, ino, node, &out, existing));
+    NX_TRY(CreateNodeTxn(txn, ctx, parent, name, ino, node, &out, existing, &hint));
     return open ? RegisterOpenTxn(txn, ino) : Status::OK();
   });
   if (!s.ok()) {
@@ -254,7 +260,10 @@ Result<Entry> MetaImpl::Lookup(const Context& ctx, Ino parent, std::string_view 
     } else if (name == "..") {
       ino = parent == Real(kRootIno) ? parent : dir.parent;
     } else {
-      if (!read.entry) return Status::NotFound(EntryName(parent, name) + " does not exist");
+      if (!read.entry) {
+        if (hint_misses_) RememberMiss(dkey, read.dir_value);
+        return Status::NotFound(EntryName(parent, name) + " does not exist");
+      }
       NX_ASSIGN_OR_RETURN(auto entry, DecodeEntry(*read.entry, parent, name));
       ino = entry.second;
     }

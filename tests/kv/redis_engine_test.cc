@@ -383,5 +383,83 @@ TEST_F(RedisEngineTest, RewritesOfKeysReadAndFoundStayListed) {
   EXPECT_EQ(counters.size(), 1u);
 }
 
+// MultiGetExpecting takes values read moments ago instead of reading: an Update whose only
+// reads are expected values is one round trip (the commit), and the commit checks them -- a
+// changed or deleted key, or a key that appeared, makes the body run again with real reads.
+TEST_F(RedisEngineTest, ExpectedValuesAreCheckedAtCommit) {
+  ASSERT_TRUE(Put("e1", "one").ok());
+  auto other = Engine::Open(url_);
+  ASSERT_TRUE(other) << other.error().ToString();
+  const std::vector<std::string> keys = {"e1", "e2"};
+  // Right expectations: the commit only.
+  int attempts = 0;
+  EXPECT_EQ(
+      RoundTrips([&] {
+        ASSERT_TRUE(
+            engine_
+                ->Update([&](Txn& t) -> Status {
+                  ++attempts;
+                  NX_ASSIGN_OR_RETURN(auto v, t.MultiGetExpecting(keys, {"one", std::nullopt}));
+                  EXPECT_EQ(v[0], "one");
+                  EXPECT_FALSE(v[1].has_value());
+                  return t.Put("e3", "x");
+                })
+                .ok());
+      }),
+      1u);
+  EXPECT_EQ(attempts, 1);
+  // Wrong ones, each way: a changed value, a deleted key, a key that appeared.
+  struct Case {
+    const char* what;
+    std::function<Status(Txn&)> change;
+    std::vector<std::optional<std::string>> expected, actual;
+  };
+  const std::vector<Case> cases = {
+      {"changed",
+       [](Txn& o) { return o.Put("e1", "two"); },
+       {"one", std::nullopt},
+       {"two", std::nullopt}},
+      {"deleted",
+       [](Txn& o) { return o.Delete("e1"); },
+       {"two", std::nullopt},
+       {std::nullopt, std::nullopt}},
+      {"appeared",
+       [](Txn& o) { return o.Put("e2", "new"); },
+       {std::nullopt, std::nullopt},
+       {std::nullopt, "new"}},
+  };
+  for (const Case& c : cases) {
+    ASSERT_TRUE((*other)->Update(c.change).ok()) << c.what;
+    attempts = 0;
+    std::vector<std::optional<std::string>> last;
+    ASSERT_TRUE(engine_
+                    ->Update([&](Txn& t) -> Status {
+                      ++attempts;
+                      if (attempts == 1) {
+                        NX_ASSIGN_OR_RETURN(last, t.MultiGetExpecting(keys, c.expected));
+                      } else {
+                        NX_ASSIGN_OR_RETURN(last, t.MultiGet(keys));
+                      }
+                      return t.Put("e3", c.what);
+                    })
+                    .ok())
+        << c.what;
+    EXPECT_EQ(attempts, 2) << c.what;
+    EXPECT_EQ(last, c.actual) << c.what;
+  }
+  // A body that fails on an expected value that is stale is judged by the current state: the
+  // failure does not stand, the body runs again.
+  attempts = 0;
+  Status s = engine_->Update([&](Txn& t) -> Status {
+    ++attempts;
+    NX_ASSIGN_OR_RETURN(auto v, attempts == 1 ? t.MultiGetExpecting(keys, {"stale", std::nullopt})
+                                              : t.MultiGet(keys));
+    if (v[0] == "stale") return Status::Exists("refused on the expected value");
+    return Status::OK();
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(attempts, 2);
+}
+
 }  // namespace
 }  // namespace nexus::kv

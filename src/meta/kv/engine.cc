@@ -7,6 +7,11 @@
 
 namespace nexus::kv {
 
+Result<std::vector<std::optional<std::string>>> Txn::MultiGetExpecting(
+    const std::vector<std::string>& keys, const std::vector<std::optional<std::string>>&) {
+  return MultiGet(keys);
+}
+
 Result<std::vector<std::optional<std::string>>> Txn::MultiGet(
     const std::vector<std::string>& keys) {
   std::vector<std::optional<std::string>> out;

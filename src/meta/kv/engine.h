@@ -28,6 +28,14 @@ class Txn {
   // Values for several keys at once, in the order of `keys`.
   virtual Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys);
+  // MultiGet for keys whose values the caller read moments ago (`expected`, e.g. in a View just
+  // before): an engine that can check values at commit (Redis) returns `expected` without asking
+  // the server and makes the commit verify that every key still holds it -- a conflict
+  // otherwise, and the body runs again, when it should read normally. A body that fails is
+  // judged the same way. The default reads (MultiGet).
+  virtual Result<std::vector<std::optional<std::string>>> MultiGetExpecting(
+      const std::vector<std::string>& keys,
+      const std::vector<std::optional<std::string>>& expected);
   virtual Status Put(std::string_view key, std::string_view value) = 0;
   virtual Status Delete(std::string_view key) = 0;
   // Visits keys in [begin, end) in ascending order until `visit` returns false or `limit` keys
@@ -86,6 +94,9 @@ class Engine {
   // Human-readable engine name and location, password redacted: "rocksdb:///x/meta".
   virtual std::string Name() const = 0;
   virtual EngineStats Stats() const { return {}; }
+  // True when Txn::MultiGetExpecting saves a round trip (the caller may then keep values it read
+  // to pass as expectations later).
+  virtual bool DefersExpectedReads() const { return false; }
   // Deletes every key (for tests and `destroy`).
   virtual Status Reset();
   // Compacts the engine's storage (RocksDB: a full manual compaction), e.g. after a bulk load;

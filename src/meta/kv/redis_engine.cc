@@ -60,9 +60,10 @@ constexpr size_t kMaxIdle = 32;
 constexpr char kIndex[] = "i";
 
 // ARGV: nranges, then (min, max, count) per range; nchecks, then (nkeys, digest, value keys...)
-// per check (ValuesDigest of the values read); the marker key; then ops: "p" K V, "P" K V (a
-// put of a key the transaction read and found, so already in the index: no ZADD), "d" K,
-// "a" K LO HI (the delta as two unsigned 32-bit halves). Returns 1, or 0 on a conflict.
+// per check (ValuesDigest of the values read); nexpect, then (key, "v" value | "n" "") per key
+// whose value the body took as expected without reading it; the marker key; then ops: "p" K V, "P"
+// K V (a put of a key the transaction read and found, so already in the index: no ZADD), "d" K, "a"
+// K LO HI (the delta as two unsigned 32-bit halves). Returns 1, or 0 on a conflict.
 constexpr char kCommitScript[] = R"lua(
 local n = tonumber(ARGV[1])
 local i = 2
@@ -82,6 +83,17 @@ for c = 1, n do
   end
   if redis.sha1hex(table.concat(parts)) ~= ARGV[i + 1] then return 0 end
   i = i + 2 + nk
+end
+n = tonumber(ARGV[i])
+i = i + 1
+for e = 1, n do
+  local v = redis.call('GET', 'v' .. ARGV[i])
+  if ARGV[i + 1] == 'n' then
+    if v then return 0 end
+  elseif v ~= ARGV[i + 2] then
+    return 0
+  end
+  i = i + 3
 end
 if ARGV[i] ~= '' then redis.call('SET', ARGV[i], '1', 'EX', 600) end
 i = i + 1
@@ -360,6 +372,24 @@ class RedisTxn final : public BufferedTxn {
     return out;
   }
 
+  // Keys not written yet in this attempt take their expected value without a read; the commit
+  // script checks it (ARGV "nexpect" section). Views read normally.
+  Result<std::vector<std::optional<std::string>>> MultiGetExpecting(
+      const std::vector<std::string>& keys,
+      const std::vector<std::optional<std::string>>& expected) override {
+    if (read_only_ || expected.size() != keys.size()) return MultiGet(keys);
+    std::vector<std::optional<std::string>> out(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (auto it = writes().find(keys[i]); it != writes().end()) {
+        out[i] = it->second;
+        continue;
+      }
+      if (expects_.emplace(keys[i], expected[i]).second && expected[i]) present_.insert(keys[i]);
+      out[i] = WithAdd(keys[i], expects_.find(keys[i])->second);
+    }
+    return out;
+  }
+
   Status Add(std::string_view key, int64_t delta) override {
     if (read_only_) return Status::Errno(EROFS, "write in a read-only transaction");
     if (writes().count(key)) return Txn::Add(key, delta);  // folds into the buffered put
@@ -376,6 +406,8 @@ class RedisTxn final : public BufferedTxn {
     for (const auto& r : ranges_) eval.push_back(r);
     eval.push_back(std::to_string(nchecks_));
     eval.insert(eval.end(), checks_.begin(), checks_.end());
+    eval.push_back(std::to_string(expects_.size()));
+    for (const auto& [k, v] : expects_) eval.insert(eval.end(), {k, v ? "v" : "n", v ? *v : ""});
     eval.push_back(with_writes ? marker_ : "");
     size_t ops = 0;
     if (with_writes) {
@@ -391,7 +423,7 @@ class RedisTxn final : public BufferedTxn {
         ++ops;
       }
     }
-    if (ops == 0 && ranges_.empty() && checks_.empty()) {
+    if (ops == 0 && ranges_.empty() && checks_.empty() && expects_.empty()) {
       if (!watched_) return Status::OK();
       // Only point reads: an empty MULTI/EXEC checks the WATCHes.
       NX_ASSIGN_OR_RETURN(auto r, c_->Run({{"MULTI"}, {"EXEC"}}));
@@ -428,7 +460,8 @@ class RedisTxn final : public BufferedTxn {
   // View in snapshot mode was checked at every read; anything else is validated by EXEC.
   Status Validate() {
     if (doomed_) return Status::Conflict("redis: a read key changed during the transaction");
-    if (snapshot_mode_ || (read_exchanges_ <= 1 && ranges_.empty() && checks_.empty())) {
+    if (snapshot_mode_ ||
+        (read_exchanges_ <= 1 && ranges_.empty() && checks_.empty() && expects_.empty())) {
       return Status::OK();
     }
     return Commit(false);
@@ -628,6 +661,8 @@ class RedisTxn final : public BufferedTxn {
   // Keys read with a value by a WATCHed or digest-checked read: the commit only runs while
   // they still hold it, so they are in the index and a put of them needs no ZADD.
   std::set<std::string, std::less<>> present_;
+  // Values taken as expected (MultiGetExpecting), checked by the commit script.
+  std::map<std::string, std::optional<std::string>, std::less<>> expects_;
   std::vector<std::string> ranges_;  // (min, max, count) triples for the commit script
   std::vector<std::string> checks_;  // (nkeys, digest, value keys...) for the commit script
   size_t nchecks_ = 0;
@@ -653,6 +688,7 @@ class RedisEngine final : public Engine {
     return Status::OK();
   }
   std::string Name() const override { return cfg_.name; }
+  bool DefersExpectedReads() const override { return true; }
   EngineStats Stats() const override {
     return {txns_.load(), conflicts_.load(), failures_.load(), round_trips_.load()};
   }
