@@ -243,12 +243,10 @@ void MetaImpl::CloserLoop() {
     if (delay.count() > 0 && close_cv_.wait_for(lock, delay, [&] { return closer_stop_; })) return;
     // Linger for more closes, so that a steady stream of them (a create loop: a release per
     // file) shares transactions; nobody waits for a release, so the linger costs no latency.
-    if (close_cv_.wait_for(lock, kCloseLinger, [&] {
-          return closer_stop_ || close_flush_ || pending_close_.size() >= kCloseBatch;
-        }) &&
-        closer_stop_) {
-      return;
-    }
+    close_cv_.wait_for(lock, kCloseLinger, [&] {
+      return closer_stop_ || close_flush_ || pending_close_.size() >= kCloseBatch;
+    });
+    if (closer_stop_) return;
     if (ReleasePending(lock)) {
       delay = std::chrono::milliseconds(0);
     } else {
@@ -260,7 +258,8 @@ void MetaImpl::CloserLoop() {
 
 bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
   std::vector<Ino> batch;
-  for (auto it = pending_close_.begin(); it != pending_close_.end() && batch.size() < kCloseBatch;) {
+  for (auto it = pending_close_.begin();
+       it != pending_close_.end() && batch.size() < kCloseBatch;) {
     batch.push_back(*it);
     closing_.insert(*it);
     it = pending_close_.erase(it);
