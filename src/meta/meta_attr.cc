@@ -176,19 +176,23 @@ Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
   return Expose(attr);
 }
 
+Result<bool> MetaImpl::DropHandleLocked(Ino ino) {
+  auto it = open_counts_.find(ino);
+  if (it == open_counts_.end() || it->second == 0) {
+    return Err(Status::Errno(EBADF, "close " + InoName(ino) + ": not open in this client"));
+  }
+  if (it->second == 1) return true;
+  --it->second;
+  return false;
+}
+
 Status MetaImpl::Close(Ino ino) {
   ino = Real(ino);
   std::lock_guard<std::mutex> stripe(OpenStripe(ino));
   {
     std::lock_guard<std::mutex> lock(open_mu_);
-    auto it = open_counts_.find(ino);
-    if (it == open_counts_.end() || it->second == 0) {
-      return Status::Errno(EBADF, "close " + InoName(ino) + ": not open in this client");
-    }
-    if (it->second > 1) {
-      --it->second;
-      return Status::OK();
-    }
+    NX_ASSIGN_OR_RETURN(bool last, DropHandleLocked(ino));
+    if (!last) return Status::OK();
   }
   NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, {ino}, sid_); }));
   std::lock_guard<std::mutex> lock(open_mu_);
@@ -201,16 +205,10 @@ Status MetaImpl::CloseDeferred(Ino ino) {
   {
     std::lock_guard<std::mutex> stripe(OpenStripe(ino));
     std::lock_guard<std::mutex> lock(open_mu_);
-    auto it = open_counts_.find(ino);
-    if (it == open_counts_.end() || it->second == 0) {
-      return Status::Errno(EBADF, "close " + InoName(ino) + ": not open in this client");
-    }
-    if (it->second > 1) {
-      --it->second;
-      return Status::OK();
-    }
+    NX_ASSIGN_OR_RETURN(bool last, DropHandleLocked(ino));
+    if (!last) return Status::OK();
     if (!closer_stop_) {
-      open_counts_.erase(it);
+      open_counts_.erase(ino);
       pending_close_.insert(ino);
       if (!closer_.joinable()) closer_ = std::thread([this] { CloserLoop(); });
       // The closer waits for the first close and, while lingering, for a full batch.

@@ -214,6 +214,9 @@ class MetaImpl final : public Meta {
   // `sid` went away), reading their attributes in one MultiGet; an unlinked inode open nowhere
   // else is purged.
   Status ReleaseOpenTxn(kv::Txn& txn, const std::vector<Ino>& inos, uint64_t sid);
+  // With open_mu_ held: EBADF unless this client holds `ino`; drops one handle and returns
+  // false when others remain, true for the last one (its count, 1, is left to the caller).
+  Result<bool> DropHandleLocked(Ino ino);
   // Deferred closes (meta_attr.cc): the closer thread releases pending_close_ in batches.
   void CloserLoop();
   // Moves up to a batch of pending_close_ to closing_, releases it with `lock` (on open_mu_)

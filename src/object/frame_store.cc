@@ -112,11 +112,7 @@ class FrameStore final : public ObjectStore {
         out->clear();
         return Status::OK();
       }
-      const uint64_t n = std::min(len, h->original_size - off);
-      const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
-      const uint64_t from = h->frames[first].offset;
-      const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
-      const uint64_t skip = off - uint64_t(first) * h->frame_size;
+      const auto [n, first, last, from, to, skip] = Span(*h, off, len);
       Status s;
       if (h->verbatim()) {
         // The stored frames are the original bytes: read them into `out` and verify them there.
@@ -202,14 +198,30 @@ class FrameStore final : public ObjectStore {
       out->clear();
       return Status::OK();
     }
-    const uint64_t n = std::min(len, h->original_size - off);
-    const size_t first = off / h->frame_size, last = (off + n - 1) / h->frame_size;
-    const uint64_t from = h->frames[first].offset;
-    const uint64_t to = h->frames[last].offset + h->frames[last].stored_size;
+    const auto [n, first, last, from, to, skip] = Span(*h, off, len);
     NX_TRY(
         codec_.VerifyFrames(key, *h, first, last, std::string_view(*out).substr(from, to - from)));
-    Trim(out, from + (off - uint64_t(first) * h->frame_size), n);
+    Trim(out, from + skip, n);
     return Status::OK();
+  }
+
+  // The frames covering [off, off+len) of the original bytes (off < original_size, len > 0):
+  // n bytes to return, frames first..last stored at [from, to) of the object, and the offset
+  // of `off` in the first frame.
+  struct FrameSpan {
+    uint64_t n;
+    size_t first, last;
+    uint64_t from, to, skip;
+  };
+  static FrameSpan Span(const FrameHeader& h, uint64_t off, uint64_t len) {
+    FrameSpan sp;
+    sp.n = std::min(len, h.original_size - off);
+    sp.first = off / h.frame_size;
+    sp.last = (off + sp.n - 1) / h.frame_size;
+    sp.from = h.frames[sp.first].offset;
+    sp.to = h.frames[sp.last].offset + h.frames[sp.last].stored_size;
+    sp.skip = off - uint64_t(sp.first) * h.frame_size;
+    return sp;
   }
 
   // Leaves [skip, skip+n) of `*s` in `*s`, in its own buffer unless the piece is small.
