@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -25,11 +27,19 @@ struct Volume {
       return;
     }
     dir = tmpl;
+    const std::string url_template = url;
     if (size_t at = url.find("<tmp>"); at != std::string::npos) url.replace(at, 5, dir);
     auto engine = kv::Engine::Open(url);
     if (!engine) {
       state.SkipWithError(engine.error().ToString().c_str());
       return;
+    }
+    // A URL without "<tmp>" (a networked engine) is reused by every run: start it empty.
+    if (url == url_template) {
+      if (Status r = (*engine)->Reset(); !r.ok()) {
+        state.SkipWithError(r.ToString().c_str());
+        return;
+      }
     }
     meta = Meta::Create(std::move(*engine));
     meta::Format f;
@@ -111,7 +121,14 @@ const char* kUrls[][2] = {
     {"mem", "mem://"}, {"rocksdb", "rocksdb://<tmp>/rocks"}, {"sqlite3", "sqlite3://<tmp>/m.db"}};
 
 int Register() {
-  for (const auto& [name, url] : kUrls) {
+  std::vector<std::pair<std::string, std::string>> engines;
+  for (const auto& [name, url] : kUrls) engines.emplace_back(name, url);
+  // A networked engine too, as in meta_bench: NEXUS_META_BENCH_URL='redis://127.0.0.1:6379/1'.
+  if (const char* extra = getenv("NEXUS_META_BENCH_URL"); extra && *extra) {
+    std::string url = extra;
+    engines.emplace_back(url.substr(0, url.find(':')), url);
+  }
+  for (const auto& [name, url] : engines) {
     benchmark::RegisterBenchmark((std::string("slice_commit/") + name).c_str(), BM_SliceCommit,
                                  std::string(url));
     benchmark::RegisterBenchmark((std::string("read_chunk/") + name).c_str(), BM_ReadChunk,
