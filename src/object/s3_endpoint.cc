@@ -73,9 +73,9 @@ Result<Endpoint> ResolveEndpoint(std::string_view url, const StoreOptions& optio
   const std::string shown = u->Redacted();
   if (u->host.empty()) return Err(EINVAL, "s3 URL '" + shown + "' has no host or bucket");
   for (const auto& [k, v] : u->query) {
-    if (k != "region" && k != "style") {
-      return Err(EINVAL,
-                 "s3 URL '" + shown + "': unknown parameter '" + k + "' (known: region, style)");
+    if (k != "region" && k != "style" && k != "payload") {
+      return Err(EINVAL, "s3 URL '" + shown + "': unknown parameter '" + k +
+                             "' (known: region, style, payload)");
     }
   }
   Endpoint e;
@@ -144,6 +144,15 @@ Result<Endpoint> ResolveEndpoint(std::string_view url, const StoreOptions& optio
   } else if (style == "path" && e.virtual_hosted) {
     if (e.host.rfind(e.bucket + ".", 0) == 0) e.host = e.host.substr(e.bucket.size() + 1);
     e.virtual_hosted = false;
+  }
+
+  // Object bodies: unsigned (the default) or signed with their SHA-256.
+  if (auto pl = u->query.find("payload"); pl != u->query.end()) {
+    if (pl->second != "signed" && pl->second != "unsigned") {
+      return Err(EINVAL,
+                 "s3 URL '" + shown + "': payload '" + pl->second + "' is not signed or unsigned");
+    }
+    e.sign_payload = pl->second == "signed";
   }
 
   // Credentials: options, the URL's user:password, the environment; none means anonymous.

@@ -153,10 +153,12 @@ void HttpClient::Release(CURL* h) {
   curl_easy_cleanup(h);
 }
 
-Result<HttpResponse> HttpClient::Perform(const HttpRequest& req) {
+Result<HttpResponse> HttpClient::Perform(const HttpRequest& req, std::string body_storage) {
   CURL* h = Acquire();
   if (!h) return Err(ENOMEM, "cannot create a curl handle");
   HttpResponse resp;
+  resp.body = std::move(body_storage);
+  resp.body.clear();
   Upload up{req.body, 0};
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_slist* headers = nullptr;

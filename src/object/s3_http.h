@@ -45,7 +45,8 @@ class HttpClient {
   // ETIMEDOUT (connect or request timeout), ECONNREFUSED, ECONNRESET (the connection broke),
   // EHOSTUNREACH (name resolution), EIO otherwise; the message has curl's explanation. Any HTTP
   // status is a response, not an error.
-  Result<HttpResponse> Perform(const HttpRequest& req);
+  // `body_storage`: a string whose capacity the response body reuses (its content is dropped).
+  Result<HttpResponse> Perform(const HttpRequest& req, std::string body_storage = {});
 
  private:
   CURL* Acquire();

@@ -33,6 +33,9 @@ struct Call {
   std::vector<std::pair<std::string, std::string>> query;
   std::vector<std::pair<std::string, std::string>> headers;  // extra, lower-case names
   std::string_view body;
+  // An object's data (PutObject, UploadPart): signed as UNSIGNED-PAYLOAD unless the endpoint
+  // asks for signed payloads. Other bodies (XML documents) are always hashed.
+  bool object_data = false;
 };
 
 bool Retriable(const HttpResponse& r) {
@@ -86,17 +89,26 @@ class S3Store final : public ObjectStore {
   Status Put(std::string_view key, std::string_view data) override {
     NX_TRY(ValidateKey(key));
     if (data.size() >= threshold_ && data.size() > part_size_) return PutMultipart(key, data);
-    Call c{"PUT", ep_.Path(key), {}, {}, data};
+    Call c{"PUT", ep_.Path(key), {}, {}, data, /*object_data=*/true};
     NX_ASSIGN_OR_RETURN(HttpResponse r, Do("put", key, c));
     if (r.status / 100 != 2) return Failure("put", key, r);
     return Status::OK();
   }
 
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    std::string out;
+    NX_TRY(GetInto(key, off, len, &out));
+    return out;
+  }
+
+  // The body is received straight into *out's storage (a recycled block buffer keeps its pages:
+  // no allocation, page faults or copy per block).
+  Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
     NX_TRY(ValidateKey(key));
     if (len == 0) {  // nothing to read, but a missing key is still ENOENT
       NX_TRY(Head(key));
-      return std::string();
+      out->clear();
+      return Status::OK();
     }
     Call c{"GET", ep_.Path(key), {}, {}, {}};
     const bool ranged = off > 0 || len != UINT64_MAX;
@@ -105,21 +117,32 @@ class S3Store final : public ObjectStore {
       if (len != UINT64_MAX && off + len > off) range += std::to_string(off + len - 1);
       c.headers.emplace_back("range", range);
     }
-    NX_ASSIGN_OR_RETURN(HttpResponse r, Do("get", key, c));
+    NX_ASSIGN_OR_RETURN(HttpResponse r, Do("get", key, c, out));
     // 416: the object exists and the range starts at or past its end (S3 answers so for any
     // range of an empty object too).
-    if (r.status == 416) return std::string();
+    if (r.status == 416) {
+      out->clear();
+      return Status::OK();
+    }
     if (r.status == 206) {
       if (r.body.size() > len) r.body.resize(len);
-      return std::move(r.body);
+      *out = std::move(r.body);
+      return Status::OK();
     }
     if (r.status == 200) {
       // A whole object although a range was asked for: servers may ignore Range.
-      if (!ranged) return std::move(r.body);
-      if (off >= r.body.size()) return std::string();
-      return r.body.substr(off, std::min<uint64_t>(len, r.body.size() - off));
+      if (ranged) {
+        if (off >= r.body.size()) {
+          r.body.clear();
+        } else {
+          r.body.erase(0, off);
+          if (r.body.size() > len) r.body.resize(len);
+        }
+      }
+      *out = std::move(r.body);
+      return Status::OK();
     }
-    return Err(Failure("get", key, r));
+    return Failure("get", key, r);
   }
 
   Result<ObjectInfo> Head(std::string_view key) override {
@@ -212,7 +235,8 @@ class S3Store final : public ObjectStore {
              ep_.Path(key),
              {{"partNumber", std::to_string(number)}, {"uploadId", id}},
              {},
-             part};
+             part,
+             /*object_data=*/true};
       std::string op = "put (part " + std::to_string(number) + ")";
       NX_ASSIGN_OR_RETURN(HttpResponse r, Do(op, key, c));
       if (r.status != 200) return Failure(op, key, r);
@@ -232,10 +256,15 @@ class S3Store final : public ObjectStore {
     return Status::OK();
   }
 
-  // One signed try.
-  Result<HttpResponse> Send(const Call& c) {
+  // One signed try. `recycled`: storage for the response body (its capacity is kept).
+  Result<HttpResponse> Send(const Call& c, std::string recycled) {
     const std::string date = s3::AmzDateNow();
-    const std::string payload_hash = s3::Sha256Hex(c.body);
+    // Object data goes unsigned by default, as JuiceFS sends it: SHA-256 of every block cost
+    // about a CPU second per GiB here, and each block carries its own checksum (and with
+    // encryption, a GCM tag) that readers verify. ?payload=signed restores signed bodies.
+    const std::string payload_hash = c.object_data && !ep_.sign_payload
+                                         ? std::string("UNSIGNED-PAYLOAD")
+                                         : s3::Sha256Hex(c.body);
     s3::SigV4Request sr;
     sr.method = c.method;
     sr.canonical_uri = c.path;
@@ -263,15 +292,17 @@ class S3Store final : public ObjectStore {
       req.headers.push_back("content-type: application/octet-stream");
     }
     req.body = c.body;
-    return http_.Perform(req);
+    return http_.Perform(req, std::move(recycled));
   }
 
   // Sends `c` until it gets an answer that is not worth retrying, or the bound is reached (EIO).
-  Result<HttpResponse> Do(std::string_view op, std::string_view key, const Call& c) {
+  // `recycle`: a buffer whose storage the first try's response body takes over.
+  Result<HttpResponse> Do(std::string_view op, std::string_view key, const Call& c,
+                          std::string* recycle = nullptr) {
     thread_local std::mt19937_64 rng(std::random_device{}());
     std::string last;
     for (int attempt = 1; attempt <= max_tries_; ++attempt) {
-      auto r = Send(c);
+      auto r = Send(c, attempt == 1 && recycle ? std::move(*recycle) : std::string());
       if (r && !Retriable(*r)) return r;
       last = r ? Describe(*r) : r.error().message();
       if (attempt == max_tries_) break;

@@ -20,6 +20,8 @@ struct Endpoint {
   bool virtual_hosted = false;
   std::string region;  // for signing
   SigningKeys keys;    // empty access_key: anonymous requests
+  // ?payload=signed: object bodies are signed with their SHA-256 (default: UNSIGNED-PAYLOAD).
+  bool sign_payload = false;
 
   // "/bucket/" + prefix (path style) or "/" + prefix (virtual-hosted) + key, URI-encoded.
   std::string Path(std::string_view key) const;

@@ -3,12 +3,17 @@
 // addressing, retries on timeouts and their bound.
 #include "object/s3_store.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "object/object_store.h"
 #include "object/s3_server.h"
@@ -131,8 +136,13 @@ TEST(S3EndpointTest, UrlForms) {
   unsetenv("AWS_ACCESS_KEY_ID");
   unsetenv("AWS_SECRET_ACCESS_KEY");
 
-  for (const char* bad : {"http://h:1/", "http://h:1/Bad_Bucket!", "s3://b", "http://h/bkt?x=1",
-                          "http://h/bkt?style=diagonal", "http://h/bkt/a/../b"}) {
+  EXPECT_FALSE(s3::ResolveEndpoint("http://h:1/bkt", o)->sign_payload);
+  EXPECT_TRUE(s3::ResolveEndpoint("http://h:1/bkt?payload=signed", o)->sign_payload);
+  EXPECT_FALSE(s3::ResolveEndpoint("http://h:1/bkt?payload=unsigned", o)->sign_payload);
+
+  for (const char* bad :
+       {"http://h:1/", "http://h:1/Bad_Bucket!", "s3://b", "http://h/bkt?x=1",
+        "http://h/bkt?style=diagonal", "http://h/bkt/a/../b", "http://h/bkt?payload=maybe"}) {
     auto r = s3::ResolveEndpoint(bad, o);
     EXPECT_FALSE(r) << bad;
     if (!r) {
@@ -326,6 +336,169 @@ TEST_F(S3ServerTest, MultipartPutOfOddSizes) {
   EXPECT_EQ(*(*s)->Get("big", (5 << 20) - 3, 10), data.substr((5 << 20) - 3, 10));
   // The store holds exactly one object: no part or upload shows up as a key.
   EXPECT_EQ((*s)->List("", "", 0)->objects.size(), 1u);
+}
+
+// Records the header block of every request it is sent and answers each with an empty 200: shows
+// what the client puts on the wire, which a real server does not report.
+class RequestRecorder {
+ public:
+  RequestRecorder() {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        listen(listener_, 8) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on loopback";
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~RequestRecorder() {
+    shutdown(listener_, SHUT_RDWR);
+    close(listener_);
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+  std::vector<std::string> Requests() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+
+ private:
+  void Serve() {
+    while (true) {
+      int c = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      std::string in;
+      char buf[65536];
+      while (true) {
+        size_t end = in.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          ssize_t n = read(c, buf, sizeof buf);
+          if (n <= 0) break;
+          in.append(buf, static_cast<size_t>(n));
+          continue;
+        }
+        std::string head = in.substr(0, end + 2);
+        size_t body = 0;
+        std::string lower = head;
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (size_t at = lower.find("content-length:"); at != std::string::npos) {
+          body = std::strtoull(lower.c_str() + at + 15, nullptr, 10);
+        }
+        while (in.size() < end + 4 + body) {
+          ssize_t n = read(c, buf, sizeof buf);
+          if (n <= 0) break;
+          in.append(buf, static_cast<size_t>(n));
+        }
+        in.erase(0, std::min(in.size(), end + 4 + body));
+        {
+          std::lock_guard lock(mu_);
+          requests_.push_back(lower);
+        }
+        std::string body_out;
+        if (lower.rfind("post ", 0) == 0 && lower.find("?uploads") != std::string::npos) {
+          body_out =
+              "<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
+              "</InitiateMultipartUploadResult>";
+        }
+        std::string reply =
+            "HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: " + std::to_string(body_out.size()) +
+            "\r\n\r\n" + body_out;
+        if (write(c, reply.data(), reply.size()) < 0) break;
+      }
+      close(c);
+    }
+  }
+
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<std::string> requests_;
+};
+
+TEST(S3WireTest, ObjectBodiesAreUnsignedUnlessAskedAndDocumentsAlwaysSigned) {
+  RequestRecorder rec;
+  ASSERT_NE(rec.port(), 0);
+  StoreOptions o;
+  o.access_key = "AK";
+  o.secret_key = "SK";
+  o.create_bucket = true;
+  o.multipart_threshold = 1;
+  o.multipart_part_size = 5 << 20;
+  const std::string base = "http://127.0.0.1:" + std::to_string(rec.port()) + "/bkt";
+  const std::string data(6 << 20, 'x');  // two parts
+  const std::string part_hash = s3::Sha256Hex(std::string_view(data).substr(0, 5 << 20));
+  for (bool signed_payload : {false, true}) {
+    auto s = ObjectStore::Open(base + (signed_payload ? "?payload=signed" : ""), o);
+    ASSERT_TRUE(s) << s.error().ToString();
+    size_t before = rec.Requests().size();
+    ASSERT_TRUE((*s)->Put("small", "hello").ok());
+    auto reqs = rec.Requests();
+    ASSERT_EQ(reqs.size(), before + 1);
+    const std::string small = reqs.back();
+    EXPECT_EQ(small.rfind("put /bkt/small ", 0), 0u) << small;
+    if (signed_payload) {
+      EXPECT_NE(small.find("x-amz-content-sha256: " + s3::Sha256Hex("hello")), std::string::npos)
+          << small;
+    } else {
+      EXPECT_NE(small.find("x-amz-content-sha256: unsigned-payload"), std::string::npos) << small;
+    }
+    // A multipart upload: the parts are object data, the initiate and complete requests are not.
+    before = rec.Requests().size();
+    Status big = (*s)->Put("big", data);
+    ASSERT_TRUE(big.ok()) << big.ToString();
+    reqs = rec.Requests();
+    ASSERT_EQ(reqs.size(), before + 4);  // initiate, two parts, complete
+    EXPECT_EQ(reqs[before].rfind("post /bkt/big?uploads", 0), 0u) << reqs[before];
+    EXPECT_NE(reqs[before].find("x-amz-content-sha256: " + s3::Sha256Hex("")), std::string::npos)
+        << reqs[before];
+    for (size_t i : {before + 1, before + 2}) {
+      EXPECT_EQ(reqs[i].rfind("put /bkt/big?partnumber=", 0), 0u) << reqs[i];
+      const bool has_unsigned =
+          reqs[i].find("x-amz-content-sha256: unsigned-payload") != std::string::npos;
+      EXPECT_EQ(has_unsigned, !signed_payload) << reqs[i];
+    }
+    if (signed_payload) {
+      EXPECT_NE(reqs[before + 1].find("x-amz-content-sha256: " + part_hash), std::string::npos)
+          << reqs[before + 1];
+    }
+    EXPECT_EQ(reqs[before + 3].rfind("post /bkt/big?uploadid=u1", 0), 0u) << reqs[before + 3];
+    EXPECT_EQ(reqs[before + 3].find("unsigned-payload"), std::string::npos) << reqs[before + 3];
+  }
+}
+
+TEST_F(S3ServerTest, SignedAndUnsignedBodiesAreBothAccepted) {
+  for (const char* payload : {"", "?payload=signed", "?payload=unsigned"}) {
+    auto s = ObjectStore::Open(server_->BucketUrl(Prefix()) + payload, options_);
+    ASSERT_TRUE(s) << s.error().ToString();
+    ASSERT_TRUE((*s)->Put(std::string("k") + payload, "body").ok()) << payload;
+    EXPECT_EQ(*(*s)->Get(std::string("k") + payload), "body");
+  }
+}
+
+TEST_F(S3ServerTest, GetIntoReusesTheBuffersStorage) {
+  auto s = ObjectStore::Open(server_->BucketUrl(Prefix()), options_);
+  ASSERT_TRUE(s) << s.error().ToString();
+  std::string data(1 << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 999);
+  ASSERT_TRUE((*s)->Put("obj", data).ok());
+  std::string buf(2 << 20, 'z');  // stale content, room for the object
+  const char* storage = buf.data();
+  ASSERT_TRUE((*s)->GetInto("obj", 0, UINT64_MAX, &buf).ok());
+  EXPECT_EQ(buf, data);
+  EXPECT_EQ(buf.data(), storage);  // received in place: no new allocation
+  ASSERT_TRUE((*s)->GetInto("obj", 5, 10, &buf).ok());
+  EXPECT_EQ(buf, data.substr(5, 10));
+  ASSERT_TRUE((*s)->GetInto("obj", data.size() + 5, 10, &buf).ok());  // past the end
+  EXPECT_EQ(buf, "");
+  Status missing = (*s)->GetInto("none", 0, UINT64_MAX, &buf);
+  EXPECT_EQ(missing.code(), ENOENT) << missing.ToString();
 }
 
 }  // namespace
