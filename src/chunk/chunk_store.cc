@@ -61,7 +61,10 @@ std::string BlockBufferPool::Take() {
       idle_.pop_back();
     }
   }
-  if (s.capacity() < block_size_) ReserveLarge(&s, block_size_);
+  // Room for a stored block's frame header and table too, so that a download of a whole framed
+  // object fits the buffer instead of reallocating it.
+  constexpr size_t kHeaderRoom = 64 << 10;
+  if (s.capacity() < block_size_ + kHeaderRoom) ReserveLarge(&s, block_size_ + kHeaderRoom);
   return s;
 }
 

@@ -15,12 +15,14 @@ void ChunkStoreImpl::Reserve(meta::Ino ino, size_t n) {
   int waits = 0;
   while (buffered_.load() + n > opts_.buffer_size) {
     if (++waits % 4 == 0) {
-      // No room is coming unless buffered blocks upload: send this file's partial blocks off
-      // (the background loop does the same for idle files under pressure).
+      // Room comes back as uploads finish. When none of this file's blocks is uploading, none
+      // may come: send its partial blocks off (the background loop does the same for idle files
+      // under pressure). Not while its uploads run: freezing cuts the slice being written, and a
+      // sequential write to a slow store then left a chunk in a dozen slices (and compactions).
       lock.unlock();
       if (auto f = State(ino, false)) {
         std::lock_guard flock(f->mu);
-        FreezeAndUploadLocked(f);
+        if (f->inflight == 0) FreezeAndUploadLocked(f);
       }
       bg_cv_.notify_all();
       lock.lock();
