@@ -1,5 +1,9 @@
 // MemoryBlockCache: whole blocks kept in memory, bounded by bytes, least recently used evicted
-// first. Sharded by key hash so that concurrent readers rarely share a lock.
+// first. Sharded by key hash so that concurrent readers rarely share a lock. The bound is on the
+// whole cache, not per shard: a shard may hold more than its share while others hold less, and
+// room is made by evicting the least recently used block of a shard over its share. (With a hard
+// per-shard bound, a working set the size of the cache overflowed the shards its keys happened to
+// hash to more often, and a sequential re-read of it missed in every overflowing shard.)
 #pragma once
 
 #include <atomic>
@@ -34,14 +38,19 @@ class MemoryBlockCache {
     std::mutex mu;
     std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru;  // front = newest
     std::unordered_map<std::string_view, decltype(lru)::iterator> index;
-    uint64_t bytes = 0;
+    std::atomic<uint64_t> bytes{0};  // written under mu; read without it to pick a victim
   };
   Shard& ShardFor(std::string_view key);
+  // Evicts until the cache is within its capacity; `own` is the shard the caller just added to.
+  void MakeRoom(Shard& own);
+  // Drops the least recently used block of `s` (locked by the caller); false when it is empty.
+  bool EvictOneLocked(Shard& s);
 
   uint64_t capacity_;
   uint64_t shard_capacity_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<uint64_t> hits_{0}, misses_{0}, bytes_{0}, evictions_{0};
+  std::atomic<size_t> next_victim_{0};  // where the search for a shard over its share starts
 };
 
 }  // namespace nexus::cache
