@@ -115,6 +115,9 @@ void RunGc(const GcArgs& a) {
                           {"ranges_removed", r->ranges_removed},
                           {"unrecorded_below", r->unrecorded_below},
                           {"leaked_keys", r->leaked_keys},
+                          {"leftovers", r->leftovers},
+                          {"leftover_bytes", r->leftover_bytes},
+                          {"leftovers_removed", r->leftovers_removed},
                           {"seconds", secs}};
     std::printf("%s\n", out.dump(2).c_str());
   } else {
@@ -140,6 +143,14 @@ void RunGc(const GcArgs& a) {
     if (r->foreign) {
       std::printf("foreign:    %llu keys under chunks/ that are not block keys, kept\n",
                   (unsigned long long)r->foreign);
+    }
+    if (r->leftovers) {
+      const std::string fate = a.do_delete ? std::to_string(r->leftovers_removed) + " removed"
+                                           : std::string("removed with --delete");
+      std::printf(
+          "leftovers:  %llu (%s) temporary files of unfinished uploads, older than "
+          "--min-age: %s\n",
+          (unsigned long long)r->leftovers, Bytes(r->leftover_bytes).c_str(), fate.c_str());
     }
     std::printf("pending deletions: %llu files, %llu slices%s\n",
                 (unsigned long long)r->pending_files, (unsigned long long)r->pending_slices,

@@ -45,6 +45,11 @@ class FaultyStore final : public ObjectStore {
     NX_TRY(Inject("list", prefix));
     return inner_->List(prefix, marker, limit);
   }
+  Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
+                        Leftovers* found) override {
+    return inner_->SweepLeftovers(prefix, older_than_ns, remove, found);
+  }
+
   std::string Name() const override { return inner_->Name(); }
 
  private:

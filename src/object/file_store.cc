@@ -128,6 +128,45 @@ class FileStore final : public ObjectStore {
     return out;
   }
 
+  // Walks the tree under `prefix` for temporary files (a crash between a Put's write and its
+  // rename). Only old ones are taken: a younger one may be a Put under way, here or in another
+  // process.
+  Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
+                        Leftovers* found) override {
+    // Keys are paths: the prefix's directory part bounds the walk, its last part filters names.
+    const std::string root = dir_ + "/" + std::string(prefix.substr(0, prefix.rfind('/') + 1));
+    std::error_code ec;
+    auto it = std::filesystem::recursive_directory_iterator(
+        root, std::filesystem::directory_options::skip_permission_denied, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) return Status::OK();
+      return OsError(ec.value(), "sweep", root);
+    }
+    for (auto end = std::filesystem::recursive_directory_iterator(); it != end; it.increment(ec)) {
+      if (ec) return OsError(ec.value(), "sweep", root);
+      const std::string rel = it->path().string().substr(dir_.size() + 1);
+      if (rel.compare(0, prefix.size(), prefix) != 0 &&
+          std::string_view(prefix).substr(0, rel.size()) != rel) {
+        if (it->is_directory()) it.disable_recursion_pending();
+        continue;
+      }
+      const std::string name = it->path().filename().string();
+      if (name.compare(0, kTmpPrefix.size(), kTmpPrefix) != 0) continue;
+      struct stat st;
+      if (lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec >= older_than_ns) continue;
+      found->count++;
+      found->bytes += static_cast<uint64_t>(st.st_size);
+      if (!remove) continue;
+      if (unlink(it->path().c_str()) == 0) {
+        found->removed++;
+      } else if (errno != ENOENT) {
+        return OsError(errno, "sweep", it->path().string());
+      }
+    }
+    return Status::OK();
+  }
+
   std::string Name() const override { return "file://" + dir_; }
 
  private:

@@ -166,6 +166,11 @@ class FrameStore final : public ObjectStore {
     return inner_->List(prefix, marker, limit);
   }
 
+  Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
+                        Leftovers* found) override {
+    return inner_->SweepLeftovers(prefix, older_than_ns, remove, found);
+  }
+
   std::string Name() const override { return inner_->Name(); }
 
  private:

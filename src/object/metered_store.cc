@@ -99,6 +99,11 @@ class MeteredStore final : public ObjectStore {
     r.Done(v.has_value(), 0);
     return v;
   }
+  Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
+                        Leftovers* found) override {
+    return inner_->SweepLeftovers(prefix, older_than_ns, remove, found);
+  }
+
   std::string Name() const override { return inner_->Name(); }
 
  private:

@@ -37,6 +37,10 @@ Status ObjectStore::PutParts(std::string_view key, std::span<const std::string_v
   return Put(key, joined);
 }
 
+Status ObjectStore::SweepLeftovers(std::string_view, int64_t, bool, Leftovers*) {
+  return Status::OK();
+}
+
 Status ObjectStore::GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) {
   NX_ASSIGN_OR_RETURN(*out, Get(key, off, len));
   return Status::OK();

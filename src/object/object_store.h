@@ -74,6 +74,15 @@ class ObjectStore {
   // Up to `limit` objects whose key starts with `prefix` and sorts after `marker`.
   virtual Result<ListResult> List(std::string_view prefix, std::string_view marker,
                                   size_t limit) = 0;
+  // What Puts that never finished left behind (file://: a temporary file whose process died
+  // before renaming it), last modified before `older_than_ns` (ns since the epoch): counted
+  // into `found` (count and bytes) and, with `remove`, deleted. No object is ever touched.
+  // Stores without such leftovers find none (the default).
+  struct Leftovers {
+    uint64_t count = 0, bytes = 0, removed = 0;
+  };
+  virtual Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
+                                Leftovers* found);
   virtual std::string Name() const = 0;  // "file:///dir", secrets redacted
 };
 

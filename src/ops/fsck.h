@@ -125,6 +125,9 @@ struct GcReport {
   uint64_t slices_released = 0;  // removed by CleanupDeleted
   uint64_t chunks_compacted = 0;
   uint64_t list_calls = 0;  // List requests sent to the store
+  // Temporary files of Puts that never finished (file://, a client killed mid-upload), older
+  // than the window; removed with do_delete.
+  uint64_t leftovers = 0, leftover_bytes = 0, leftovers_removed = 0;
   // Default mode: recorded batches, those of live sessions (never closed), those inside the
   // window (kept), and those removed (every id committed, or its objects deleted).
   uint64_t ranges = 0, ranges_active = 0, ranges_waiting = 0, ranges_removed = 0;

@@ -424,6 +424,12 @@ Result<GcReport> Gc(meta::Meta* meta, object::ObjectStore* store, const GcOption
     }
     NX_TRY(RangeScan(meta, store, o, snap, r));
   }
+  // 5. What unfinished Puts left in the store (file://: temporary files of killed clients).
+  object::ObjectStore::Leftovers lo;
+  NX_TRY(store->SweepLeftovers(o.block_prefix, NowNanos() - o.min_age_ns, o.do_delete, &lo));
+  r.leftovers = lo.count;
+  r.leftover_bytes = lo.bytes;
+  r.leftovers_removed = lo.removed;
   return r;
 }
 

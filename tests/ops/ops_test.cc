@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -311,6 +314,60 @@ TEST_F(OpsTest, GcFindsExactlyTheObjectsLeakedByAKilledClient) {
     ASSERT_TRUE(e.has_value()) << i;
     EXPECT_TRUE(c->Read(e->ino) == Pattern(i, 150000 + i * 7000)) << "synced" << i;
   }
+}
+
+// A client killed between writing an upload's temporary file and renaming it leaves the file
+// behind: gc counts those older than --min-age, removes them with --delete, and leaves younger
+// ones (a Put may be under way), objects and other volumes' files alone.
+TEST_F(OpsTest, GcRemovesOldTemporaryFilesOfUnfinishedUploads) {
+  {
+    auto c = Client::Open(Meta(), Bucket());
+    ASSERT_NE(c, nullptr);
+    ASSERT_NE(c->Write(meta::kRootIno, "kept", Pattern(5, 3 * kBlock)), 0u);
+  }
+  const std::set<std::string> objects = Objects();
+  ASSERT_FALSE(objects.empty());
+  const fs::path blocks = fs::path(Bucket()) / kVol / "chunks" / "0" / "0";
+  ASSERT_TRUE(fs::is_directory(blocks));
+  auto make = [](const fs::path& p, size_t size, int age_s) {
+    std::ofstream(p) << std::string(size, 't');
+    timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= age_s;
+    ts[1] = ts[0];
+    ASSERT_EQ(utimensat(AT_FDCWD, p.c_str(), ts, 0), 0) << p;
+  };
+  const fs::path old1 = blocks / ".nxtmp-4242-1",
+                 old2 = fs::path(Bucket()) / kVol / ".nxtmp-4242-2";
+  const fs::path young = blocks / ".nxtmp-4242-3";
+  const fs::path other = fs::path(Bucket()) / "othervol" / "chunks" / ".nxtmp-77-1";
+  fs::create_directories(other.parent_path());
+  make(old1, 5000, 7200);
+  make(old2, 300, 7200);
+  make(young, 100, 60);
+  make(other, 100, 7200);
+
+  Output dry = Nexusfs("gc " + Meta() + " --json");
+  ASSERT_EQ(dry.code, 0) << dry.out;
+  auto jd = nlohmann::json::parse(dry.out);
+  EXPECT_EQ(jd["leftovers"].get<uint64_t>(), 2u) << dry.out;
+  EXPECT_EQ(jd["leftover_bytes"].get<uint64_t>(), 5300u);
+  EXPECT_EQ(jd["leftovers_removed"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(fs::exists(old1) && fs::exists(old2));
+
+  Output del = Nexusfs("gc " + Meta() + " --delete");
+  ASSERT_EQ(del.code, 0) << del.out;
+  EXPECT_NE(del.out.find("leftovers:  2"), std::string::npos) << del.out;
+  EXPECT_FALSE(fs::exists(old1));
+  EXPECT_FALSE(fs::exists(old2));
+  EXPECT_TRUE(fs::exists(young));  // inside --min-age
+  EXPECT_TRUE(fs::exists(other));  // another volume's
+  EXPECT_EQ(Objects(), objects);
+  auto c = Client::Open(Meta(), Bucket());
+  ASSERT_NE(c, nullptr);
+  auto e = c->meta->Lookup(meta::Context::Root(), meta::kRootIno, "kept");
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(c->Read(e->ino), Pattern(5, 3 * kBlock));
 }
 
 // Metadata damaged through the raw engine: fsck names each problem and exits 2; --repair fixes
