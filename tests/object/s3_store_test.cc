@@ -338,11 +338,12 @@ TEST_F(S3ServerTest, MultipartPutOfOddSizes) {
   EXPECT_EQ((*s)->List("", "", 0)->objects.size(), 1u);
 }
 
-// Records the header block of every request it is sent and answers each with an empty 200: shows
-// what the client puts on the wire, which a real server does not report.
+// Records the header block of every request it is sent and answers each with a 200: shows what
+// the client puts on the wire, which a real server does not report. A GET gets `get_body` whole,
+// whatever Range it asks for (as a server that ignores Range answers).
 class RequestRecorder {
  public:
-  RequestRecorder() {
+  explicit RequestRecorder(std::string get_body = {}) : get_body_(std::move(get_body)) {
     listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -401,6 +402,7 @@ class RequestRecorder {
           requests_.push_back(lower);
         }
         std::string body_out;
+        if (lower.rfind("get ", 0) == 0) body_out = get_body_;
         if (lower.rfind("post ", 0) == 0 && lower.find("?uploads") != std::string::npos) {
           body_out =
               "<InitiateMultipartUploadResult><UploadId>u1</UploadId>"
@@ -415,6 +417,7 @@ class RequestRecorder {
     }
   }
 
+  const std::string get_body_;
   int listener_ = -1;
   int port_ = 0;
   std::thread thread_;
@@ -471,6 +474,32 @@ TEST(S3WireTest, ObjectBodiesAreUnsignedUnlessAskedAndDocumentsAlwaysSigned) {
     EXPECT_EQ(reqs[before + 3].rfind("post /bkt/big?uploadid=u1", 0), 0u) << reqs[before + 3];
     EXPECT_EQ(reqs[before + 3].find("unsigned-payload"), std::string::npos) << reqs[before + 3];
   }
+}
+
+TEST(S3WireTest, ARangeAnsweredWithTheWholeObjectIsCutToTheRange) {
+  const std::string object = "0123456789abcdefghij";
+  RequestRecorder rec(object);
+  ASSERT_NE(rec.port(), 0);
+  StoreOptions o;
+  o.access_key = "AK";
+  o.secret_key = "SK";
+  auto s = ObjectStore::Open("http://127.0.0.1:" + std::to_string(rec.port()) + "/bkt", o);
+  ASSERT_TRUE(s) << s.error().ToString();
+  std::string buf(64, 'z');  // stale bytes in a recycled buffer
+  ASSERT_TRUE((*s)->GetInto("k", 5, 4, &buf).ok());
+  EXPECT_EQ(buf, "5678");
+  ASSERT_TRUE((*s)->GetInto("k", 18, 100, &buf).ok());  // clipped at the end
+  EXPECT_EQ(buf, "ij");
+  ASSERT_TRUE((*s)->GetInto("k", 25, 3, &buf).ok());  // past the end
+  EXPECT_EQ(buf, "");
+  ASSERT_TRUE((*s)->GetInto("k", 0, UINT64_MAX, &buf).ok());
+  EXPECT_EQ(buf, object);
+  auto got = (*s)->Get("k", 10, 5);
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_EQ(*got, "abcde");
+  auto reqs = rec.Requests();
+  ASSERT_FALSE(reqs.empty());
+  EXPECT_NE(reqs.back().find("range: bytes=10-14"), std::string::npos) << reqs.back();
 }
 
 TEST_F(S3ServerTest, SignedAndUnsignedBodiesAreBothAccepted) {
