@@ -29,7 +29,9 @@ constexpr size_t kHeaderSize = 32;
 constexpr uint32_t kSegment = 16 << 10;  // one XXH3-64 per segment, for ranged reads
 constexpr std::string_view kTmpPrefix = ".tmp.";
 
-std::string Escape(std::string_view key) {
+}  // namespace
+
+std::string EscapeKey(std::string_view key) {
   std::string out;
   out.reserve(key.size() + 8);
   for (size_t i = 0; i < key.size(); ++i) {
@@ -49,7 +51,7 @@ std::string Escape(std::string_view key) {
   return out;
 }
 
-bool Unescape(std::string_view name, std::string* key) {
+bool UnescapeKey(std::string_view name, std::string* key) {
   key->clear();
   for (size_t i = 0; i < name.size(); ++i) {
     if (name[i] != '%') {
@@ -69,6 +71,8 @@ bool Unescape(std::string_view name, std::string* key) {
   }
   return true;
 }
+
+namespace {
 
 unsigned Bucket(std::string_view key) {
   return static_cast<unsigned>(XXH3_64bits(key.data(), key.size()) & 0xff);
@@ -249,7 +253,7 @@ DiskCache::~DiskCache() {
 }
 
 std::string DiskCache::PathFor(std::string_view key) const {
-  return dir_ + "/blocks/" + BucketName(Bucket(key)) + "/" + Escape(key);
+  return dir_ + "/blocks/" + BucketName(Bucket(key)) + "/" + EscapeKey(key);
 }
 
 // Indexes the files left by earlier runs, oldest modification first, so that the blocks
@@ -293,7 +297,7 @@ Status DiskCache::Scan() {
       }
       std::string key;
       struct stat st {};
-      if (!Unescape(name, &key) || Escape(key) != name || Bucket(key) != b ||
+      if (!UnescapeKey(name, &key) || EscapeKey(key) != name || Bucket(key) != b ||
           ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
         continue;  // not one of ours: left alone, not counted
       }
@@ -436,7 +440,7 @@ bool DiskCache::Put(std::string_view key, std::shared_ptr<const std::string> dat
   if (!data || stopping_) return false;
   if (FileSize(data->size()) > capacity_) return false;
   std::string k(key);
-  if (Escape(k).size() > opts_.max_key_file_name) return false;
+  if (EscapeKey(k).size() > opts_.max_key_file_name) return false;
   {
     std::lock_guard lock(mu_);
     if (index_.count(k) || pending_.count(k)) return true;

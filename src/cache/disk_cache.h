@@ -29,6 +29,11 @@ class ThreadPool;
 
 namespace nexus::cache {
 
+// An object key as a file name: '%' -> %25, '/' -> %2F, a leading '.' -> %2E (names starting with
+// '.' are temp files), NUL -> %00. UnescapeKey inverts it; false for a malformed name.
+std::string EscapeKey(std::string_view key);
+bool UnescapeKey(std::string_view name, std::string* key);
+
 struct DiskCacheStats {
   uint64_t hits = 0, misses = 0;
   uint64_t bytes = 0, files = 0;  // on disk now, headers included
