@@ -19,6 +19,7 @@
 #include "cache/disk_cache.h"
 #include "cache/memory_cache.h"
 #include "chunk/chunk_store.h"
+#include "chunk/staging.h"
 #include "common/thread_pool.h"
 #include "meta/meta.h"
 #include "object/object_store.h"
@@ -120,9 +121,11 @@ class ReadSink {
 
 class ChunkStoreImpl final : public ChunkStore {
  public:
-  // `disk` is the local disk cache, or null for none.
+  // `disk` is the local disk cache, or null for none; `staging` the writeback staging area, or
+  // null (no writeback).
   ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store, const ChunkOptions& options,
-                 std::unique_ptr<cache::DiskCache> disk = nullptr);
+                 std::unique_ptr<cache::DiskCache> disk = nullptr,
+                 std::unique_ptr<Staging> staging = nullptr);
   ~ChunkStoreImpl() override;
 
   Status Write(meta::Ino ino, uint64_t off, const char* data, size_t len) override;
@@ -131,6 +134,7 @@ class ChunkStoreImpl final : public ChunkStore {
   Result<size_t> ReadPieces(meta::Ino ino, uint64_t off, char* buf, size_t len, uint64_t file_len,
                             std::vector<ReadPiece>* pieces) override;
   Status Flush(meta::Ino ino) override;
+  Status Sync() override;
   uint64_t PendingLength(meta::Ino ino) override;
   uint64_t Commits() const override { return commits_.load(); }
   void Invalidate(meta::Ino ino) override;
@@ -140,6 +144,7 @@ class ChunkStoreImpl final : public ChunkStore {
 
   uint64_t buffered_bytes() const { return buffered_.load(); }
   cache::DiskCache* disk_cache() const { return disk_.get(); }  // null without --cache-dir
+  Staging* staging() const { return staging_.get(); }           // null without writeback
   const cache::MemoryBlockCache& memory_cache() const { return cache_; }
 
  private:
@@ -153,12 +158,14 @@ class ChunkStoreImpl final : public ChunkStore {
   // became final. Requires f->mu held.
   Status AppendLocked(const std::shared_ptr<FileState>& f, uint32_t chunk, uint32_t pos,
                       const char* data, size_t len);
-  // Starts uploading block `block` of `s` unless it is uploading or uploaded. Requires f->mu.
+  // Starts uploading block `block` of `s` unless it is uploading or uploaded; `stage`: write it
+  // to the writeback staging area instead, when there is one. Requires f->mu.
   void StartUploadLocked(const std::shared_ptr<FileState>& f,
-                         const std::shared_ptr<PendingSlice>& s, uint32_t block);
+                         const std::shared_ptr<PendingSlice>& s, uint32_t block,
+                         bool stage = false);
   Status UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data);
-  // Freezes every pending slice and starts uploading every buffered block.
-  void FreezeAndUploadLocked(const std::shared_ptr<FileState>& f);
+  // Freezes every pending slice and starts uploading (or staging) every buffered block.
+  void FreezeAndUploadLocked(const std::shared_ptr<FileState>& f, bool stage = false);
   Status FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f);
 
   // ---- read path (chunk_read.cc) ----
@@ -190,6 +197,9 @@ class ChunkStoreImpl final : public ChunkStore {
   // The block `key` of `size` bytes from the disk cache (verified), copied into the memory cache;
   // null when there is no disk cache or it misses.
   std::shared_ptr<const std::string> DiskGet(const std::string& key, uint32_t size);
+  // The block `key` of `size` bytes from the writeback staging area (verified; not uploaded
+  // yet), copied into the memory cache; null without writeback or when it is not staged.
+  std::shared_ptr<const std::string> StagedGet(const std::string& key, uint32_t size);
   void Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len);
 
   // ---- maintenance (chunk_maint.cc) ----
@@ -203,6 +213,7 @@ class ChunkStoreImpl final : public ChunkStore {
   std::shared_ptr<BlockBufferPool> buffers_;  // before cache_: cached blocks return to it
   cache::MemoryBlockCache cache_;
   std::unique_ptr<cache::DiskCache> disk_;  // destroyed after the pools that feed it
+  std::unique_ptr<Staging> staging_;        // writeback only; reset by Shutdown
 
   std::mutex files_mu_;
   std::unordered_map<meta::Ino, std::shared_ptr<FileState>> files_;

@@ -82,6 +82,7 @@ Status ChunkStoreImpl::DeleteSliceObjects(const meta::SliceRef& ref) {
     const std::string key = BlockKey(opts_.prefix, ref.id, blk, std::min(bs, ref.size - off));
     cache_.Remove(key);
     if (disk_) disk_->Remove(key);
+    if (staging_) staging_->Discard(key);
     Status s = store_->Delete(key);
     for (int attempt = 1; !s.ok() && IsTransientStoreError(s) && attempt < kStoreAttempts;
          ++attempt) {

@@ -35,6 +35,24 @@ uint64_t RegisterChunkMetrics(const ChunkStoreImpl* chunks) {
       w.Sample("nexusfs_cache_disk_dropped_writes_total",
                static_cast<double>(disk->dropped_writes));
     }
+    if (const Staging* staging = chunks->staging()) {
+      StagingStats st = staging->Stats();
+      auto one = [&](const char* name, const char* help, Type type, uint64_t v) {
+        w.Header(name, help, type);
+        w.Sample(name, static_cast<double>(v));
+      };
+      one("nexusfs_writeback_staged_blocks", "Blocks staged for upload (writeback), not uploaded.",
+          Type::kGauge, st.blocks);
+      one("nexusfs_writeback_staged_bytes", "Bytes of blocks staged for upload (writeback).",
+          Type::kGauge, st.bytes);
+      one("nexusfs_writeback_uploads_total", "Staged blocks uploaded.", Type::kCounter,
+          st.uploaded);
+      one("nexusfs_writeback_upload_errors_total",
+          "Failed uploads of staged blocks (each is tried again).", Type::kCounter,
+          st.upload_errors);
+      one("nexusfs_writeback_lost_total",
+          "Staged blocks found damaged or missing before their upload.", Type::kCounter, st.lost);
+    }
     w.Header("nexusfs_write_buffer_bytes", "Bytes of written data not yet uploaded.", Type::kGauge);
     w.Sample("nexusfs_write_buffer_bytes", static_cast<double>(chunks->buffered_bytes()));
   });

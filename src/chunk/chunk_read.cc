@@ -309,6 +309,11 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
 Status ChunkStoreImpl::ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, uint32_t off,
                                  uint32_t len, char* out) {
   const std::string key = BlockKey(opts_.prefix, id, blk, blk_size);
+  if (auto staged = StagedGet(key, blk_size)) {
+    if (uint64_t(off) + len > staged->size()) return Status::IOError("range past staged " + key);
+    std::memcpy(out, staged->data() + off, len);
+    return Status::OK();
+  }
   Status last;
   for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
     if (attempt) BackoffSleep(attempt);
@@ -348,11 +353,13 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
     }
   }
   if (!leader) return fut->get();
-  if (auto on_disk = DiskGet(key, size)) {
-    promise.set_value(on_disk);
+  auto local = DiskGet(key, size);
+  if (!local) local = StagedGet(key, size);
+  if (local) {
+    promise.set_value(local);
     std::lock_guard lock(fetch_mu_);
     fetching_.erase(key);
-    return on_disk;
+    return local;
   }
   Result<std::shared_ptr<const std::string>> result = Err(EIO, "not fetched");
   for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {

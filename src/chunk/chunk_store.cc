@@ -23,17 +23,27 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::O
     return Err(EINVAL, "buffer size " + std::to_string(options.buffer_size >> 20) +
                            " MiB is smaller than two blocks");
   }
+  if (options.writeback && options.cache_dir.empty()) {
+    return Err(EINVAL, "writeback needs a cache directory (--cache-dir) to stage blocks in");
+  }
   std::unique_ptr<cache::DiskCache> disk;
   if (!options.cache_dir.empty()) {
     NX_ASSIGN_OR_RETURN(disk, cache::DiskCache::Open(options.cache_dir, options.cache_size,
                                                      options.free_space_ratio));
   }
+  // After the disk cache, whose lock on the directory keeps a second process out of it.
+  std::unique_ptr<Staging> staging;
+  if (options.writeback) {
+    NX_ASSIGN_OR_RETURN(
+        staging, Staging::Open(options.cache_dir + "/staging", store, options.writeback_uploaders));
+  }
   return std::unique_ptr<ChunkStore>(
-      std::make_unique<ChunkStoreImpl>(meta, store, options, std::move(disk)));
+      std::make_unique<ChunkStoreImpl>(meta, store, options, std::move(disk), std::move(staging)));
 }
 
 ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
-                               const ChunkOptions& options, std::unique_ptr<cache::DiskCache> disk)
+                               const ChunkOptions& options, std::unique_ptr<cache::DiskCache> disk,
+                               std::unique_ptr<Staging> staging)
     : meta_(meta),
       store_(store),
       opts_(options),
@@ -44,6 +54,7 @@ ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
               options.buffer_size / std::max<uint32_t>(options.block_size, 1) / 8, 1, 8)))),
       cache_(options.mem_cache_size),
       disk_(std::move(disk)),
+      staging_(std::move(staging)),
       uploads_(std::make_unique<ThreadPool>(std::max(1, options.max_uploads), 0, "nx-upload")),
       downloads_(std::make_unique<ThreadPool>(
           std::max(1, options.max_downloads),
@@ -117,6 +128,19 @@ std::shared_ptr<const std::string> ChunkStoreImpl::DiskGet(const std::string& ke
   return data;
 }
 
+std::shared_ptr<const std::string> ChunkStoreImpl::StagedGet(const std::string& key,
+                                                             uint32_t size) {
+  if (!staging_) return nullptr;
+  auto data = staging_->Get(key);
+  if (!data) return nullptr;
+  if (data->size() != size) {  // a valid file under the wrong name: never served
+    NX_LOG_ERROR("writeback: staged block {} has {} bytes, expected {}", key, data->size(), size);
+    return nullptr;
+  }
+  cache_.Put(key, data);
+  return data;
+}
+
 uint64_t ChunkStoreImpl::PendingLength(meta::Ino ino) {
   auto f = State(ino, false);
   if (!f) return 0;
@@ -162,6 +186,14 @@ Status ChunkStoreImpl::Shutdown() {
   bg_cv_.notify_all();
   if (background_.joinable()) background_.join();
   uploads_.reset();
+  if (staging_) {
+    Status s = staging_->Drain(opts_.writeback_drain_stall_ns);
+    if (!s.ok()) {
+      NX_LOG_ERROR("{}", s.ToString());
+      if (first.ok()) first = s;
+    }
+    staging_.reset();
+  }
   downloads_.reset();
   return first;
 }

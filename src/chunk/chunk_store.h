@@ -39,6 +39,15 @@ struct ChunkOptions {
   // in the background (a bet on locality). Worth it when a GET costs milliseconds (s3); a waste
   // of memory bandwidth when ranged reads cost microseconds (file://, mem://).
   bool prefetch_small_reads = true;
+  // Writeback: a block that a flush waits for is written to <cache_dir>/staging and the slice is
+  // committed at once; the block uploads in the background (chunk/staging.h). Needs cache_dir.
+  // Blocks that fill while a file is written still upload directly, so a large sequential write
+  // is not written to the local disk twice; a flush mostly stages a file's last, partial block.
+  bool writeback = false;
+  int writeback_uploaders = 4;
+  // Shutdown waits for staged blocks to upload, giving up (they stay staged for the next start)
+  // when no upload succeeded for this long.
+  int64_t writeback_drain_stall_ns = 30'000'000'000;
   bool background = true;  // run idle flush, compaction and deletion threads
   std::string prefix;      // object key prefix, the volume name + '/'
 };
@@ -71,8 +80,12 @@ class ChunkStore {
   // (holes, unflushed writes, ranged reads from the store) was placed.
   virtual Result<size_t> ReadPieces(meta::Ino ino, uint64_t off, char* buf, size_t len,
                                     uint64_t file_len, std::vector<ReadPiece>* pieces) = 0;
-  // Uploads and commits everything buffered for `ino`.
+  // Uploads and commits everything buffered for `ino` (in writeback mode, stages what would
+  // wait for an upload; see ChunkOptions::writeback).
   virtual Status Flush(meta::Ino ino) = 0;
+  // Makes flushed data durable on local storage where it is not in the object store yet (fsyncs
+  // writeback staging files); a no-op without writeback.
+  virtual Status Sync() = 0;
   // The end of this client's unflushed writes to `ino` (0 when none), for st_size.
   virtual uint64_t PendingLength(meta::Ino ino) = 0;
   // How many slices this client has committed so far (all files). A commit moves a slice from

@@ -119,19 +119,28 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
 }
 
 void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
-                                       const std::shared_ptr<PendingSlice>& s, uint32_t block) {
+                                       const std::shared_ptr<PendingSlice>& s, uint32_t block,
+                                       bool stage) {
   auto& blk = s->blocks[block];
   if (blk.uploading || blk.uploaded || blk.size == 0) return;
   blk.uploading = true;
   f->inflight++;
-  uploads_->Submit([this, f, s, block] {
+  stage = stage && staging_ != nullptr;
+  uploads_->Submit([this, f, s, block, stage] {
     // The block is final, so its bytes do not change while the upload reads them.
     const std::string* data;
     {
       std::lock_guard lock(f->mu);
       data = &s->blocks[block].data;
     }
-    Status st = UploadBlock(*s, block, *data);
+    Status st;
+    if (stage) {
+      const std::string key =
+          BlockKey(opts_.prefix, s->id, block, static_cast<uint32_t>(data->size()));
+      st = staging_->Stage(key, *data);
+      if (!st.ok()) NX_LOG_WARN("{}; uploading it now instead", st.ToString());
+    }
+    if (!stage || !st.ok()) st = UploadBlock(*s, block, *data);
     size_t freed = 0;
     {
       std::lock_guard lock(f->mu);
@@ -169,12 +178,14 @@ Status ChunkStoreImpl::UploadBlock(const PendingSlice& s, uint32_t block, const 
   return Status::IOError("upload of " + key + " failed: " + st.message());
 }
 
-void ChunkStoreImpl::FreezeAndUploadLocked(const std::shared_ptr<FileState>& f) {
+void ChunkStoreImpl::FreezeAndUploadLocked(const std::shared_ptr<FileState>& f, bool stage) {
   for (auto& s : f->pending) {
     s->frozen = true;
-    for (uint32_t b = 0; b < s->blocks.size(); ++b) StartUploadLocked(f, s, b);
+    for (uint32_t b = 0; b < s->blocks.size(); ++b) StartUploadLocked(f, s, b, stage);
   }
 }
+
+Status ChunkStoreImpl::Sync() { return staging_ ? staging_->Sync() : Status::OK(); }
 
 Status ChunkStoreImpl::Flush(meta::Ino ino) {
   auto f = State(ino, false);
@@ -193,7 +204,7 @@ Status ChunkStoreImpl::FlushState(meta::Ino ino, const std::shared_ptr<FileState
   {
     std::unique_lock lock(f->mu);
     if (f->pending.empty()) return Status::OK();
-    FreezeAndUploadLocked(f);
+    FreezeAndUploadLocked(f, opts_.writeback);
     batch.assign(f->pending.begin(), f->pending.end());
     f->changed.wait(lock, [&] {
       for (const auto& s : batch) {

@@ -318,6 +318,7 @@ Status Vfs::Fsync(Ino ino, uint64_t fh, bool datasync) {
   Count(Op::kFsync);
   if (IsInternalIno(ino)) return Status::OK();
   NX_TRY(FlushData(ino));
+  NX_TRY(chunks_->Sync());  // writeback: the staged blocks the commits point to
   return meta_->Sync();
 }
 

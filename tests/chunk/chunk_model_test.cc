@@ -3,9 +3,13 @@
 //
 // The "faulty" variant runs over mem:// behind a FaultyStore that fails 10% of the calls and
 // delays each by up to 1 ms, under the framed format with lz4 and AES-GCM: the data path's
-// retries must lose nothing.
+// retries must lose nothing. The "writeback" variant runs over the same faulty stack with
+// writeback on: flushes stage blocks in a local directory and commit at once, uploads run in the
+// background (and retry), reads find blocks not uploaded yet in the staging directory, and every
+// reopen waits for the uploads.
 //
-// NEXUS_SEED (default 1) and NEXUS_MODEL_OPS (default 100000; 1500 for "faulty") select the
+// NEXUS_SEED (default 1) and NEXUS_MODEL_OPS (default 100000; 1500 for "faulty" and "writeback")
+// select the
 // run. Compactions rewrite whole chunks, so 100,000 operations push far more bytes through the
 // store than they write; freed slices are deleted at every compaction, as the background loop
 // would, so the store holds about the live data only. A local sweep:
@@ -106,7 +110,7 @@ struct Env {
     ASSERT_TRUE(s) << s.error().ToString();
     store = std::move(*s);
     raw = store.get();
-    if (store_kind == "faulty") {
+    if (store_kind == "faulty" || store_kind == "writeback") {
       object::FaultOptions faults{0.1, 1000, EnvOr("NEXUS_SEED", 1)};
       object::FrameOptions frames;
       frames.compression = object::Compression::kLz4;
@@ -119,6 +123,11 @@ struct Env {
     opts.max_uploads = 8;
     opts.background = false;  // the test decides when to flush, compact and delete
     opts.prefix = "model/";
+    if (store_kind == "writeback") {
+      opts.writeback = true;
+      opts.cache_dir = dir + "/cache";
+      opts.free_space_ratio = 0;
+    }
     Reopen();
   }
   void Reopen() {
@@ -152,7 +161,8 @@ class ModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelTest, RandomOperationsMatchTheModel) {
   const uint64_t seed = EnvOr("NEXUS_SEED", 1),
-                 ops = EnvOr("NEXUS_MODEL_OPS", GetParam() == "faulty" ? 1500 : 100000);
+                 ops = EnvOr("NEXUS_MODEL_OPS",
+                             GetParam() == "mem" || GetParam() == "file" ? 100000 : 1500);
   Env env;
   ASSERT_NO_FATAL_FAILURE(env.Open(GetParam()));
   std::mt19937_64 rng(seed);
@@ -241,13 +251,14 @@ TEST_P(ModelTest, RandomOperationsMatchTheModel) {
   }
   auto cleaned = env.chunks->CleanupDeleted();
   ASSERT_TRUE(cleaned) << cleaned.error().ToString();
+  env.Reopen();  // and background work has ended (writeback: uploads and their deletions)
   EXPECT_EQ(env.BlockObjects(), 0u) << "block objects left after every file was deleted";
   std::printf("[ %s ] seed %llu: %llu ops, %llu writes (%.1f MiB), %llu reads verified\n",
               GetParam().c_str(), (unsigned long long)seed, (unsigned long long)ops,
               (unsigned long long)writes, bytes / 1048576.0, (unsigned long long)reads);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, ModelTest, ::testing::Values("mem", "file", "faulty"),
+INSTANTIATE_TEST_SUITE_P(Stores, ModelTest, ::testing::Values("mem", "file", "faulty", "writeback"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
