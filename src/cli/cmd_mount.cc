@@ -66,6 +66,7 @@ struct MountArgs {
   uint64_t max_readahead_mib = 64;
   uint64_t mem_cache_mib = 256;
   std::string prefetch = "auto";  // whole-block fetch after a small read: auto, on, off
+  bool writeback = false;         // stage blocks a flush waits for; upload in the background
   double attr_cache = 1.0;
   double entry_cache = 1.0;
   double dir_entry_cache = 1.0;
@@ -218,6 +219,7 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["max_readahead_mib"] = a.max_readahead_mib;
   j["mem_cache_mib"] = a.mem_cache_mib;
   j["prefetch"] = a.prefetch;
+  j["writeback"] = a.writeback;
   j["attr_cache_s"] = a.attr_cache;
   j["entry_cache_s"] = a.entry_cache;
   j["dir_entry_cache_s"] = a.dir_entry_cache;
@@ -321,6 +323,7 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
   co.prefetch_small_reads =
       a.prefetch == "on" || (a.prefetch == "auto" && f.storage != "file" && f.storage != "mem");
   co.cache_dir = a.cache_dir;
+  co.writeback = a.writeback;
   co.cache_size = a.cache_size_mib << 20;
   co.free_space_ratio = a.free_space_ratio;
   return co;
@@ -438,6 +441,11 @@ void RunMount(MountArgs a) {
   a.meta_url = AbsoluteMetaUrl(a.meta_url);
   if (!a.cache_dir.empty()) a.cache_dir = std::filesystem::absolute(a.cache_dir).string();
   ParsedOptions p = ParseOptions(a.options);
+  if (a.writeback && a.cache_dir.empty()) {
+    return Fail("mount", Status::InvalidArgument(
+                             "--writeback needs --cache-dir: blocks are staged there until they "
+                             "are uploaded"));
+  }
   if (auto mode = vfs::ParseAtimeMode(a.atime_mode); !mode) return Fail("mount", mode.error());
   if (Status s = CheckMountPoint(a.mountpoint); !s.ok()) return Fail("mount", s);
   if (a.background && a.log_file.empty()) a.log_file = DefaultLogFile();
@@ -583,6 +591,9 @@ void RegisterMount(CLI::App& app) {
                   "auto (on unless the objects are local: file://, mem://)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
+  cmd->add_flag("--writeback", a->writeback,
+                "Close and fsync return once the data is in --cache-dir; blocks upload in the "
+                "background (other clients cannot read them before). Needs --cache-dir");
   cmd->add_option("--attr-cache", a->attr_cache, "Attribute cache timeout in seconds")
       ->capture_default_str();
   cmd->add_option("--entry-cache", a->entry_cache, "File entry cache timeout in seconds")

@@ -39,11 +39,11 @@ class S3MountTest : public ::testing::Test {
     if (!work_.empty()) std::filesystem::remove_all(work_, ec);
     server_.Stop();
   }
-  void Mount() {
+  void Mount(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_};
+    argv.insert(argv.end(), extra.begin(), extra.end());
     std::string out;
-    ASSERT_EQ(RunCommand({NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_}, &out), 0)
-        << out << "\n"
-        << ReadFile(log_);
+    ASSERT_EQ(RunCommand(argv, &out), 0) << out << "\n" << ReadFile(log_);
     mounted_ = true;
   }
   void Unmount() {
@@ -54,6 +54,21 @@ class S3MountTest : public ::testing::Test {
     mounted_ = false;
   }
   std::string P(const std::string& rel) const { return mnt_ + "/" + rel; }
+  void Format() {
+    std::string out;
+    ASSERT_EQ(RunCommand({NEXUSFS_BIN, "format", meta_, "s3vol", "--storage", "s3", "--bucket",
+                          bucket_url_, "--access-key", testing::S3Server::kAccessKey,
+                          "--secret-key", testing::S3Server::kSecretKey},
+                         &out),
+              0)
+        << out;
+  }
+  // The value of an unlabelled sample in the mount's .stats, or -1.
+  double Stat(const std::string& name) {
+    const std::string text = ReadFile(P(".stats"));
+    size_t at = text.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+  }
 
   testing::S3Server server_;
   std::string work_, mnt_, log_, meta_, bucket_url_;
@@ -112,6 +127,51 @@ TEST_F(S3MountTest, WriteReadRenameUnlinkRemount) {
   auto blocks = (*store)->List("s3vol/chunks/", "", 0);
   ASSERT_TRUE(blocks) << blocks.error().ToString();
   EXPECT_GE(blocks->objects.size(), 3u);
+}
+
+// --writeback: close and fsync return once the data is staged in the cache directory, so they
+// complete while the S3 server is unresponsive (paused), reads are served meanwhile, and the
+// unmount after the server is back uploads everything: a mount without a cache reads it all.
+TEST_F(S3MountTest, WritebackClosesDuringAnOutageAndUploadsAfterIt) {
+  ASSERT_NO_FATAL_FAILURE(Format());
+  const std::string cache = work_ + "/cache";
+  ASSERT_NO_FATAL_FAILURE(Mount({"--writeback", "--cache-dir", cache}));
+  WriteFile(P("before"), Pattern(5000, 1));  // the server is up: uploads as usual
+  server_.Pause();
+  constexpr int kFiles = 30;
+  for (int i = 0; i < kFiles; ++i) WriteFile(P("f" + std::to_string(i)), Pattern(10000 + i, i));
+  int fd = open(P("synced").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  const std::string synced = Pattern(70000, 99);
+  ASSERT_EQ(write(fd, synced.data(), synced.size()), static_cast<ssize_t>(synced.size()));
+  EXPECT_EQ(fsync(fd), 0) << std::strerror(errno);
+  EXPECT_EQ(close(fd), 0);
+  // Staged, not uploaded: the server has answered nothing since the pause.
+  EXPECT_GE(Stat("nexusfs_writeback_staged_blocks"), kFiles + 1) << ReadFile(P(".stats"));
+  EXPECT_EQ(ReadFile(P("f7")), Pattern(10007, 7));
+  server_.Resume();
+  Unmount();  // waits for the uploads
+  size_t left = 0;
+  for (const auto& e : std::filesystem::directory_iterator(cache + "/staging")) {
+    (void)e;
+    ++left;
+  }
+  EXPECT_EQ(left, 0u) << "blocks still staged after the unmount";
+
+  ASSERT_NO_FATAL_FAILURE(Mount());  // no cache directory: every block comes from the server
+  EXPECT_EQ(ReadFile(P("before")), Pattern(5000, 1));
+  for (int i = 0; i < kFiles; ++i) {
+    EXPECT_EQ(ReadFile(P("f" + std::to_string(i))), Pattern(10000 + i, i)) << "file f" << i;
+  }
+  EXPECT_EQ(ReadFile(P("synced")), synced);
+}
+
+TEST_F(S3MountTest, WritebackNeedsACacheDirectory) {
+  ASSERT_NO_FATAL_FAILURE(Format());
+  std::string out;
+  EXPECT_NE(
+      RunCommand({NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_, "--writeback"}, &out), 0);
+  EXPECT_NE(out.find("--writeback needs --cache-dir"), std::string::npos) << out;
 }
 
 TEST_F(S3MountTest, FormatFailsClearlyWithoutTheServer) {
