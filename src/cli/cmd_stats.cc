@@ -1,6 +1,7 @@
 // nexusfs stats MOUNTPOINT: reads MOUNTPOINT/.stats every --interval seconds and prints one row
 // of rates per interval (operations, FUSE latency percentiles, data read/written, object store
-// requests and bytes, metadata transactions, cache hit ratio, write buffer). On a terminal the
+// requests and bytes, metadata transactions, cache hit ratio, write buffer, blocks staged for
+// upload with --writeback). On a terminal the
 // header repeats every 20 rows; otherwise rows are plain lines after one header.
 #include <unistd.h>
 
@@ -51,7 +52,7 @@ double Delta(const Snapshot& a, const Snapshot& b, std::string_view name,
 
 const char* kHeader =
     "    time |  ops/s   p50ms   p99ms | read MB/s write MB/s | obj req/s get MB/s put MB/s "
-    "inflight | meta tx/s retry/s | cache hit% | buf MiB\n";
+    "inflight | meta tx/s retry/s | cache hit% | buf MiB staged MiB\n";
 
 void PrintRow(const Snapshot& a, const Snapshot& b) {
   double dt = static_cast<double>(b.at_ns - a.at_ns) / 1e9;
@@ -74,6 +75,16 @@ void PrintRow(const Snapshot& a, const Snapshot& b) {
   double hits = Delta(a, b, "nexusfs_cache_hits_total", {{"cache", "memory"}});
   double misses = Delta(a, b, "nexusfs_cache_misses_total", {{"cache", "memory"}});
   double buf = metrics::SumOf(b.samples, "nexusfs_write_buffer_bytes") / kMB;
+  // Only a --writeback mount has the family: "-" elsewhere.
+  bool writeback = false;
+  for (const auto& s : b.samples) writeback |= s.name == "nexusfs_writeback_staged_bytes";
+  char staged[16];
+  if (writeback) {
+    std::snprintf(staged, sizeof(staged), "%10.1f",
+                  metrics::SumOf(b.samples, "nexusfs_writeback_staged_bytes") / kMB);
+  } else {
+    std::snprintf(staged, sizeof(staged), "%10s", "-");
+  }
   char hit[16];
   if (hits + misses > 0) {
     std::snprintf(hit, sizeof(hit), "%9.1f", 100 * hits / (hits + misses));
@@ -87,8 +98,8 @@ void PrintRow(const Snapshot& a, const Snapshot& b) {
   std::strftime(when, sizeof(when), "%H:%M:%S", &tm);
   std::printf(
       "%8s | %6.0f %7.3f %7.3f | %9.1f %10.1f | %9.0f %7.1f %7.1f %8.0f | %9.0f %7.0f | %s | "
-      "%7.1f\n",
-      when, ops, p50, p99, rd, wr, obj, get, put, inflight, tx, retry, hit, buf);
+      "%7.1f %s\n",
+      when, ops, p50, p99, rd, wr, obj, get, put, inflight, tx, retry, hit, buf, staged);
   std::fflush(stdout);
 }
 
