@@ -213,7 +213,7 @@ class ChunkStoreImpl final : public ChunkStore {
   std::shared_ptr<BlockBufferPool> buffers_;  // before cache_: cached blocks return to it
   cache::MemoryBlockCache cache_;
   std::unique_ptr<cache::DiskCache> disk_;  // destroyed after the pools that feed it
-  std::unique_ptr<Staging> staging_;        // writeback only; reset by Shutdown
+  std::unique_ptr<Staging> staging_;        // writeback only; stopped by Shutdown
 
   std::mutex files_mu_;
   std::unordered_map<meta::Ino, std::shared_ptr<FileState>> files_;

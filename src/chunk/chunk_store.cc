@@ -192,7 +192,7 @@ Status ChunkStoreImpl::Shutdown() {
       NX_LOG_ERROR("{}", s.ToString());
       if (first.ok()) first = s;
     }
-    staging_.reset();
+    staging_->Stop();  // kept until destruction: the metrics collector may still read it
   }
   downloads_.reset();
   return first;

@@ -80,13 +80,17 @@ Result<std::unique_ptr<Staging>> Staging::Open(const std::string& dir, object::O
   return s;
 }
 
-Staging::~Staging() {
+Staging::~Staging() { Stop(); }
+
+void Staging::Stop() {
   {
     std::lock_guard lock(mu_);
+    if (stopping_) return;
     stopping_ = true;
   }
   work_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  std::lock_guard lock(mu_);
   if (!items_.empty()) {
     NX_LOG_WARN(
         "writeback: {} blocks ({} bytes) are still staged in {}; they upload at the next "

@@ -51,7 +51,7 @@ class Staging {
   // already staged there. `uploaders` threads upload to `store`, which must outlive this.
   static Result<std::unique_ptr<Staging>> Open(const std::string& dir, object::ObjectStore* store,
                                                int uploaders);
-  // Stops the uploaders (an upload under way finishes); what is still staged stays on disk.
+  // Stop()s.
   ~Staging();
   Staging(const Staging&) = delete;
   Staging& operator=(const Staging&) = delete;
@@ -71,6 +71,9 @@ class Staging {
   // Waits until nothing is staged. Fails, naming what is left, when no upload has succeeded for
   // `stall_ns` while blocks remain (the store is down): those stay staged for the next Open.
   Status Drain(int64_t stall_ns);
+  // Stops the uploaders (an upload under way finishes first); what is still staged stays on
+  // disk for the next Open. Stats and Get still work after it. Idempotent.
+  void Stop();
   StagingStats Stats() const;
   const std::string& dir() const { return dir_; }
 
