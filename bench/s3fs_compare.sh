@@ -14,7 +14,8 @@
 # Needs: s3fs (Debian package s3fs), s3rver (scripts/install-deps.sh --test; or $NEXUS_S3RVER),
 # fio, perl. Installs nothing. Environment: NEXUSFS (default build/nexusfs), SEQ_SIZE (1G),
 # SMALL_FILES (1000), SMALL_SIZE (4096), S3FS_OPTS (extra s3fs -o options, comma-separated),
-# NX_MOUNT_OPTS (extra nexusfs mount flags; none by default), PERF=1 (see perf_start).
+# NX_MOUNT_OPTS (extra nexusfs mount flags; none by default), NX_FORMAT_OPTS (extra nexusfs
+# format flags, e.g. --block-size 16M; none by default), PERF=1 (see perf_start).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${1:?usage: s3fs_compare.sh WORKDIR}
@@ -130,7 +131,7 @@ endpoint=http://127.0.0.1:$port
 # NexusFS. Mounted in the foreground in a background job (same options as -d) so that its pid is
 # known: for the unmount wait, for perf, and for cleanup.
 "$nx" format "rocksdb://$run/meta" bench --storage s3 --bucket "$endpoint/nexusfs-bench" \
-  --access-key S3RVER --secret-key S3RVER >/dev/null
+  --access-key S3RVER --secret-key S3RVER ${NX_FORMAT_OPTS:-} >/dev/null
 wait_mount() {  # DIR PID NAME
   for _ in $(seq 300); do
     mountpoint -q "$1" && return 0
@@ -223,6 +224,7 @@ echo "   s3rver $("$s3rver" --version) at $endpoint (data in $run/s3rver)"
 echo "   $(s3fs --version 2>&1 | head -1)"
 echo "   s3fs options: -o ${s3fs_opts//$run/WORK}"
 echo "   nexusfs mount options: ${NX_MOUNT_OPTS:-defaults (no local cache dir)}"
+echo "   nexusfs format options: ${NX_FORMAT_OPTS:-defaults (4 MiB blocks)}"
 
 for fs in nx s3fs; do
   phase w "$fs" fio_job "$run/$fs" seqw write >"$run/out"
