@@ -35,7 +35,8 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::O
   std::unique_ptr<Staging> staging;
   if (options.writeback) {
     NX_ASSIGN_OR_RETURN(
-        staging, Staging::Open(options.cache_dir + "/staging", store, options.writeback_uploaders));
+        staging, Staging::Open(options.cache_dir + "/staging", store, options.writeback_uploaders,
+                               options.writeback_upload_delay_ns));
   }
   return std::unique_ptr<ChunkStore>(
       std::make_unique<ChunkStoreImpl>(meta, store, options, std::move(disk), std::move(staging)));

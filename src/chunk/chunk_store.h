@@ -45,6 +45,9 @@ struct ChunkOptions {
   // is not written to the local disk twice; a flush mostly stages a file's last, partial block.
   bool writeback = false;
   int writeback_uploaders = 4;
+  // Staged blocks wait this long before their upload: data deleted sooner (temporary files) is
+  // never uploaded. Shutdown uploads at once.
+  int64_t writeback_upload_delay_ns = 0;
   // Shutdown waits for staged blocks to upload, giving up (they stay staged for the next start)
   // when no upload succeeded for this long.
   int64_t writeback_drain_stall_ns = 30'000'000'000;

@@ -65,15 +65,17 @@ Status ErrnoStatus(int err, const std::string& what) {
 
 }  // namespace
 
-Staging::Staging(std::string dir, object::ObjectStore* store)
-    : dir_(std::move(dir)), store_(store) {}
+Staging::Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns)
+    : dir_(std::move(dir)),
+      store_(store),
+      upload_delay_ns_(std::max<int64_t>(0, upload_delay_ns)) {}
 
 Result<std::unique_ptr<Staging>> Staging::Open(const std::string& dir, object::ObjectStore* store,
-                                               int uploaders) {
+                                               int uploaders, int64_t upload_delay_ns) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Err(ec.value(), "writeback staging: cannot create '" + dir + "': " + ec.message());
-  std::unique_ptr<Staging> s(new Staging(dir, store));
+  std::unique_ptr<Staging> s(new Staging(dir, store, upload_delay_ns));
   NX_TRY(s->Scan());
   for (int i = 0; i < std::max(1, uploaders); ++i)
     s->threads_.emplace_back([p = s.get()] { p->Work(); });
@@ -187,7 +189,7 @@ Status Staging::Stage(const std::string& key, std::string_view data) {
     item.size = data.size();
     bytes_ += item.size;
     ++staged_;
-    QueueLocked(key, item, MonoNanos());
+    QueueLocked(key, item, MonoNanos() + upload_delay_ns_);
   }
   work_cv_.notify_one();
   return Status::OK();
@@ -368,6 +370,15 @@ void Staging::Work() {
 
 Status Staging::Drain(int64_t stall_ns) {
   std::unique_lock lock(mu_);
+  // Everything queued is due now: a delay or a retry backoff is not worth waiting out here.
+  const int64_t now = MonoNanos();
+  std::multimap<int64_t, std::string> due;
+  for (auto& [at, key] : ready_) {
+    Item& item = items_.at(key);
+    item.queued = due.emplace(std::min(at, now), key);
+  }
+  ready_.swap(due);
+  work_cv_.notify_all();
   int64_t since = MonoNanos();
   uint64_t uploaded = uploaded_;
   while (!items_.empty()) {

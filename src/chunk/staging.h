@@ -48,9 +48,11 @@ struct StagingStats {
 class Staging {
  public:
   // Creates `dir` if needed, removes leftover temp files and queues the upload of every block
-  // already staged there. `uploaders` threads upload to `store`, which must outlive this.
+  // already staged there. `uploaders` threads upload to `store`, which must outlive this. A
+  // block staged by this process waits `upload_delay_ns` before its upload (a file deleted
+  // meanwhile is never uploaded); blocks found at Open upload at once.
   static Result<std::unique_ptr<Staging>> Open(const std::string& dir, object::ObjectStore* store,
-                                               int uploaders);
+                                               int uploaders, int64_t upload_delay_ns = 0);
   // Stop()s.
   ~Staging();
   Staging(const Staging&) = delete;
@@ -68,8 +70,9 @@ class Staging {
   // Makes every staged block durable on the local disk (fsyncs the files staged since the last
   // Sync, then the directory).
   Status Sync();
-  // Waits until nothing is staged. Fails, naming what is left, when no upload has succeeded for
-  // `stall_ns` while blocks remain (the store is down): those stay staged for the next Open.
+  // Waits until nothing is staged, uploading what waits for its delay or a retry at once. Fails,
+  // naming what is left, when no upload has succeeded for `stall_ns` while blocks remain (the store
+  // is down): those stay staged for the next Open.
   Status Drain(int64_t stall_ns);
   // Stops the uploaders (an upload under way finishes first); what is still staged stays on
   // disk for the next Open. Stats and Get still work after it. Idempotent.
@@ -88,7 +91,7 @@ class Staging {
     std::multimap<int64_t, std::string>::iterator queued;  // in ready_, while kQueued
   };
 
-  Staging(std::string dir, object::ObjectStore* store);
+  Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns);
   Status Scan();
   std::string PathFor(std::string_view key) const;
   // Queues `key` to upload at monotonic time `at`. Requires mu_.
@@ -99,6 +102,7 @@ class Staging {
 
   const std::string dir_;
   object::ObjectStore* const store_;
+  const int64_t upload_delay_ns_;
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // a block became ready, or stopping

@@ -67,6 +67,7 @@ struct MountArgs {
   uint64_t mem_cache_mib = 256;
   std::string prefetch = "auto";  // whole-block fetch after a small read: auto, on, off
   bool writeback = false;         // stage blocks a flush waits for; upload in the background
+  double upload_delay = 0;        // seconds a staged block waits before its upload
   double attr_cache = 1.0;
   double entry_cache = 1.0;
   double dir_entry_cache = 1.0;
@@ -220,6 +221,7 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["mem_cache_mib"] = a.mem_cache_mib;
   j["prefetch"] = a.prefetch;
   j["writeback"] = a.writeback;
+  j["upload_delay_s"] = a.upload_delay;
   j["attr_cache_s"] = a.attr_cache;
   j["entry_cache_s"] = a.entry_cache;
   j["dir_entry_cache_s"] = a.dir_entry_cache;
@@ -324,6 +326,7 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
       a.prefetch == "on" || (a.prefetch == "auto" && f.storage != "file" && f.storage != "mem");
   co.cache_dir = a.cache_dir;
   co.writeback = a.writeback;
+  co.writeback_upload_delay_ns = static_cast<int64_t>(a.upload_delay * 1e9);
   co.cache_size = a.cache_size_mib << 20;
   co.free_space_ratio = a.free_space_ratio;
   return co;
@@ -445,6 +448,9 @@ void RunMount(MountArgs a) {
     return Fail("mount", Status::InvalidArgument(
                              "--writeback needs --cache-dir: blocks are staged there until they "
                              "are uploaded"));
+  }
+  if (a.upload_delay > 0 && !a.writeback) {
+    return Fail("mount", Status::InvalidArgument("--upload-delay applies to --writeback only"));
   }
   if (auto mode = vfs::ParseAtimeMode(a.atime_mode); !mode) return Fail("mount", mode.error());
   if (Status s = CheckMountPoint(a.mountpoint); !s.ok()) return Fail("mount", s);
@@ -594,6 +600,11 @@ void RegisterMount(CLI::App& app) {
   cmd->add_flag("--writeback", a->writeback,
                 "Close and fsync return once the data is in --cache-dir; blocks upload in the "
                 "background (other clients cannot read them before). Needs --cache-dir");
+  cmd->add_option("--upload-delay", a->upload_delay,
+                  "With --writeback: seconds a staged block waits before its upload (data deleted "
+                  "sooner is never uploaded)")
+      ->check(CLI::Range(0.0, 30.0 * 86400))
+      ->capture_default_str();
   cmd->add_option("--attr-cache", a->attr_cache, "Attribute cache timeout in seconds")
       ->capture_default_str();
   cmd->add_option("--entry-cache", a->entry_cache, "File entry cache timeout in seconds")

@@ -237,6 +237,34 @@ TEST_F(WritebackTest, DeletedDataIsNeitherKeptNorUploaded) {
   EXPECT_EQ(Objects(), 0u);
 }
 
+TEST_F(WritebackTest, AnUploadDelayLetsDeletedDataSkipTheStoreAndShutdownDoesNotWaitItOut) {
+  ChunkOptions o = Options();
+  o.writeback_upload_delay_ns = 3600'000'000'000;  // an hour
+  const meta::Ino tmp = NewFile("tmp"), kept = NewFile("kept");
+  const std::string a = Bytes(30 << 10, 7), b = Bytes(40 << 10, 8);
+  auto c = Open(o);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Write(tmp, 0, a.data(), a.size()).ok());
+  ASSERT_TRUE(c->Flush(tmp).ok());
+  ASSERT_TRUE(c->Write(kept, 0, b.data(), b.size()).ok());
+  ASSERT_TRUE(c->Flush(kept).ok());
+  EXPECT_EQ(StagedFiles(), 2u);
+  // A temporary file deleted within the delay: its block never reaches the store.
+  meta::Context ctx;
+  ASSERT_TRUE(meta_->Close(tmp).ok());
+  ASSERT_TRUE(meta_->Unlink(ctx, meta::kRootIno, "tmp").ok());
+  ASSERT_TRUE(c->CleanupDeleted());
+  EXPECT_EQ(StagedFiles(), 1u);
+  EXPECT_EQ(store_->puts.load(), 0);
+  EXPECT_EQ(ReadAll(c.get(), kept), b);
+  // Shutdown uploads the rest at once instead of waiting an hour.
+  ASSERT_TRUE(c->Shutdown().ok());
+  EXPECT_EQ(store_->puts.load(), 1);
+  EXPECT_EQ(Objects(), 1u);
+  EXPECT_EQ(StagedFiles(), 0u);
+  EXPECT_EQ(ReadFromStore(kept), b);
+}
+
 TEST_F(WritebackTest, ADamagedStagedBlockIsNeverServedNorUploaded) {
   const meta::Ino ino = NewFile("f");
   const std::string a = Bytes(64 << 10, 5);
