@@ -222,6 +222,68 @@ Result<std::string> BlockCodec::EncodeHeader(std::string_view key, std::string_v
                     table);
 }
 
+uint64_t BlockCodec::HeaderSize(uint64_t size) const {
+  const uint64_t fs = opts_.frame_size;
+  return kFrameHeaderSize + kFrameEntrySize * ((size + fs - 1) / fs);
+}
+
+Result<std::string> BlockCodec::EncodeHeaderFromSums(std::string_view key, uint64_t size,
+                                                     const std::vector<uint64_t>& sums) const {
+  if (!stores_frames_verbatim()) {
+    return Err(EINVAL, "object " + std::string(key) +
+                           ": frames are compressed or encrypted, the data is not stored as is");
+  }
+  if (size >= kMaxOriginalSize) return Err(EFBIG, "object " + std::string(key) + " too big");
+  const uint32_t fs = opts_.frame_size;
+  const size_t count = static_cast<size_t>((size + fs - 1) / fs);
+  if (sums.size() != count) {
+    return Err(EINVAL, "object " + std::string(key) + ": " + std::to_string(sums.size()) +
+                           " frame checksums for " + std::to_string(count) + " frames");
+  }
+  std::string table;
+  table.reserve(count * kFrameEntrySize);
+  for (size_t i = 0; i < count; ++i) {
+    PutBE32(&table, static_cast<uint32_t>(std::min<uint64_t>(fs, size - uint64_t(i) * fs)));
+    PutBE32(&table, 0);
+    PutBE64(&table, sums[i]);
+  }
+  return JoinHeader(KeySeed(key),
+                    FixedHeader(static_cast<uint8_t>(Compression::kNone), fs, count, size,
+                                std::array<uint8_t, 16>{}),
+                    table);
+}
+
+FrameSummer::FrameSummer(std::string_view key, uint32_t frame_size)
+    : seed_(KeySeed(key)), frame_size_(frame_size), state_(XXH3_createState()) {}
+
+FrameSummer::~FrameSummer() { XXH3_freeState(state_); }
+
+void FrameSummer::StartFrame() {
+  XXH3_64bits_reset_withSeed(state_, seed_ ^ ((sums_.size() + 1) * 0x9E3779B97F4A7C15ULL));
+}
+
+void FrameSummer::Update(std::string_view data) {
+  while (!data.empty()) {
+    if (in_frame_ == 0) StartFrame();
+    const size_t n = std::min<size_t>(data.size(), frame_size_ - in_frame_);
+    XXH3_64bits_update(state_, data.data(), n);
+    in_frame_ += static_cast<uint32_t>(n);
+    data.remove_prefix(n);
+    if (in_frame_ == frame_size_) {
+      sums_.push_back(XXH3_64bits_digest(state_));
+      in_frame_ = 0;
+    }
+  }
+}
+
+std::vector<uint64_t> FrameSummer::Finish() {
+  if (in_frame_ > 0) {
+    sums_.push_back(XXH3_64bits_digest(state_));
+    in_frame_ = 0;
+  }
+  return std::move(sums_);
+}
+
 Result<std::string> BlockCodec::Encode(std::string_view key, std::string_view data) const {
   if (data.size() >= kMaxOriginalSize) return Err(EFBIG, "object " + std::string(key) + " too big");
   if (stores_frames_verbatim()) {

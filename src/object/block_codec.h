@@ -16,6 +16,8 @@
 
 #include "object/object_store.h"
 
+struct XXH3_state_s;  // xxhash.h
+
 namespace nexus::object {
 
 enum class Compression : uint8_t { kNone = 0, kLz4 = 1, kZstd = 2 };
@@ -83,6 +85,13 @@ class BlockCodec {
   // The header and frame table of the framed object of `data` (checksums computed over `data`
   // in place); EINVAL unless stores_frames_verbatim().
   Result<std::string> EncodeHeader(std::string_view key, std::string_view data) const;
+  // The header and frame table of a verbatim framed object of `key` holding `size` bytes whose
+  // frame checksums (FrameSummer) are `sums`; EINVAL unless stores_frames_verbatim() and there
+  // is one checksum per frame.
+  Result<std::string> EncodeHeaderFromSums(std::string_view key, uint64_t size,
+                                           const std::vector<uint64_t>& sums) const;
+  // Bytes of the header and table of a framed object of `size` original bytes.
+  uint64_t HeaderSize(uint64_t size) const;
   // The number of bytes of the object's start that ParseHeader needs, knowing its first
   // kFrameHeaderSize bytes (EIO when they are not a framed header).
   Result<uint64_t> HeaderLength(std::string_view key, std::string_view prefix) const;
@@ -105,6 +114,27 @@ class BlockCodec {
   struct Crypto;
   FrameOptions opts_;
   std::unique_ptr<Crypto> crypto_;
+};
+
+// The frame checksums of an object of `key`, computed from its bytes as they arrive (in order),
+// equal to what BlockCodec::EncodeHeader computes over the whole.
+class FrameSummer {
+ public:
+  FrameSummer(std::string_view key, uint32_t frame_size);
+  ~FrameSummer();
+  FrameSummer(const FrameSummer&) = delete;
+  FrameSummer& operator=(const FrameSummer&) = delete;
+  void Update(std::string_view data);
+  // One checksum per frame, the last possibly short; the summer is done after it.
+  std::vector<uint64_t> Finish();
+
+ private:
+  void StartFrame();
+  const uint64_t seed_;
+  const uint32_t frame_size_;
+  uint32_t in_frame_ = 0;  // bytes of the current frame so far
+  std::vector<uint64_t> sums_;
+  ::XXH3_state_s* state_;
 };
 
 // FrameStore: stores every object in the framed format through `inner`. A ranged Get costs one

@@ -40,28 +40,19 @@ class FileStore final : public ObjectStore {
   // joined in memory.
   Status PutParts(std::string_view key, std::span<const std::string_view> parts) override {
     NX_TRY(Check(key));
-    const std::string path = Path(key);
-    const std::string parent = path.substr(0, path.rfind('/'));
-    std::string tmp = parent + "/" + std::string(kTmpPrefix) + std::to_string(getpid()) + "-" +
-                      std::to_string(seq_.fetch_add(1));
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0 && errno == ENOENT) {
-      std::error_code ec;
-      std::filesystem::create_directories(parent, ec);
-      if (ec) return OsError(ec.value(), "put", key);
-      fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    }
-    if (fd < 0) return OsError(errno, "put", key);
-    Status s = WriteAll(fd, parts, key);
-    if (s.ok() && options_.sync_puts && fsync(fd) != 0) s = OsError(errno, "put (fsync)", key);
-    if (close(fd) != 0 && s.ok()) s = OsError(errno, "put (close)", key);
-    if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = OsError(errno, "put (rename)", key);
-    if (!s.ok()) {
-      unlink(tmp.c_str());
-      return s;
-    }
-    if (options_.sync_puts) return SyncDir(parent, key);
-    return Status::OK();
+    TempFile t;
+    NX_TRY(OpenTemp(key, &t, O_WRONLY));
+    Status s = WriteAll(t.fd, parts, key);
+    return Finish(key, &t, s);
+  }
+
+  // The object's temporary file is written as the bytes come (Append: write, WriteAt: pwrite),
+  // then Commit renames it over the key as Put does.
+  std::unique_ptr<ObjectWriter> NewWriter(std::string_view key, uint64_t size) override {
+    if (!Check(key).ok()) return nullptr;  // Put reports the error
+    auto w = std::make_unique<Writer>(this, std::string(key), size);
+    if (!OpenTemp(key, &w->temp, O_RDWR).ok()) return nullptr;
+    return w;
   }
 
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
@@ -170,6 +161,125 @@ class FileStore final : public ObjectStore {
   std::string Name() const override { return "file://" + dir_; }
 
  private:
+  struct TempFile {
+    int fd = -1;
+    std::string path, parent;
+  };
+
+  // Creates the temporary file of a Put of `key` in the key's directory (made if missing).
+  Status OpenTemp(std::string_view key, TempFile* t, int mode) {
+    const std::string path = Path(key);
+    t->parent = path.substr(0, path.rfind('/'));
+    t->path = t->parent + "/" + std::string(kTmpPrefix) + std::to_string(getpid()) + "-" +
+              std::to_string(seq_.fetch_add(1));
+    t->fd = open(t->path.c_str(), mode | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (t->fd < 0 && errno == ENOENT) {
+      std::error_code ec;
+      std::filesystem::create_directories(t->parent, ec);
+      if (ec) return OsError(ec.value(), "put", key);
+      t->fd = open(t->path.c_str(), mode | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    }
+    if (t->fd < 0) return OsError(errno, "put", key);
+    return Status::OK();
+  }
+
+  // Closes the temporary file and, when `s` is OK, moves it over `key` (fsyncing with
+  // sync_puts); removes it otherwise.
+  Status Finish(std::string_view key, TempFile* t, Status s) {
+    if (s.ok() && options_.sync_puts && fsync(t->fd) != 0) s = OsError(errno, "put (fsync)", key);
+    if (close(t->fd) != 0 && s.ok()) s = OsError(errno, "put (close)", key);
+    t->fd = -1;
+    if (s.ok() && rename(t->path.c_str(), Path(key).c_str()) != 0) {
+      s = OsError(errno, "put (rename)", key);
+    }
+    if (!s.ok()) {
+      unlink(t->path.c_str());
+      return s;
+    }
+    if (options_.sync_puts) return SyncDir(t->parent, key);
+    return Status::OK();
+  }
+
+  class Writer final : public ObjectWriter {
+   public:
+    Writer(FileStore* store, std::string key, uint64_t size)
+        : store_(store), key_(std::move(key)), size_(size) {}
+    ~Writer() override {
+      if (temp.fd >= 0) {
+        close(temp.fd);
+        unlink(temp.path.c_str());
+      }
+    }
+    Status Append(std::string_view data) override {
+      if (temp.fd < 0 || sealed_)
+        return Status::InvalidArgument("put " + key_ + ": writer is done");
+      if (written_ + data.size() > size_) {
+        return Status::InvalidArgument("put " + key_ + ": more bytes than announced");
+      }
+      std::string_view parts[] = {data};
+      NX_TRY(WriteAll(temp.fd, parts, key_));
+      written_ += data.size();
+      return Status::OK();
+    }
+    Status WriteAt(uint64_t off, std::string_view data) override {
+      if (temp.fd < 0 || sealed_ || off + data.size() > written_) {
+        return Status::InvalidArgument("put " + key_ + ": write outside what was appended");
+      }
+      while (!data.empty()) {
+        ssize_t n = pwrite(temp.fd, data.data(), data.size(), static_cast<off_t>(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return OsError(n < 0 ? errno : EIO, "put (pwrite)", key_);
+        data.remove_prefix(static_cast<size_t>(n));
+        off += static_cast<uint64_t>(n);
+      }
+      return Status::OK();
+    }
+    Status ReadAt(uint64_t off, size_t len, char* out) override {
+      if (temp.fd < 0 || off + len > written_) {
+        return Status::InvalidArgument("put " + key_ + ": read outside what was appended");
+      }
+      while (len > 0) {
+        ssize_t n = pread(temp.fd, out, len, static_cast<off_t>(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return OsError(n < 0 ? errno : EIO, "put (read back)", key_);
+        out += n;
+        len -= static_cast<size_t>(n);
+        off += static_cast<uint64_t>(n);
+      }
+      return Status::OK();
+    }
+    uint64_t size() const override { return written_; }
+    // On failure the temporary file stays (readable with ReadAt) until the writer is dropped.
+    Status Commit() override {
+      if (temp.fd < 0 || sealed_)
+        return Status::InvalidArgument("put " + key_ + ": writer is done");
+      sealed_ = true;
+      if (written_ != size_) {
+        return Status::InvalidArgument("put " + key_ + ": " + std::to_string(written_) +
+                                       " bytes written of " + std::to_string(size_));
+      }
+      if (store_->options_.sync_puts && fsync(temp.fd) != 0) {
+        return OsError(errno, "put (fsync)", key_);
+      }
+      if (rename(temp.path.c_str(), store_->Path(key_).c_str()) != 0) {
+        return OsError(errno, "put (rename)", key_);
+      }
+      close(temp.fd);
+      temp.fd = -1;
+      if (store_->options_.sync_puts) return SyncDir(temp.parent, key_);
+      return Status::OK();
+    }
+
+    TempFile temp;
+
+   private:
+    FileStore* store_;
+    const std::string key_;
+    const uint64_t size_;
+    uint64_t written_ = 0;
+    bool sealed_ = false;  // Commit was called
+  };
+
   std::string Path(std::string_view key) const { return dir_ + "/" + std::string(key); }
 
   Status Check(std::string_view key) const {

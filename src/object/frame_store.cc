@@ -95,6 +95,18 @@ class FrameStore final : public ObjectStore {
     return out;
   }
 
+  // Verbatim frames only: the inner writer gets room for the header and table first, the data
+  // as it comes (its frame checksums computed on the way), and the header at Commit.
+  std::unique_ptr<ObjectWriter> NewWriter(std::string_view key, uint64_t size) override {
+    if (!codec_.stores_frames_verbatim() || !ValidateKey(key).ok() || size >= (uint64_t(1) << 40)) {
+      return nullptr;
+    }
+    const uint64_t head = codec_.HeaderSize(size);
+    auto inner = inner_->NewWriter(key, head + size);
+    if (!inner || !inner->Append(std::string(head, '\0')).ok()) return nullptr;
+    return std::make_unique<Writer>(this, std::string(key), size, head, std::move(inner));
+  }
+
   Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) override {
     NX_TRY(ValidateKey(key));
     // A header from the cache may be stale when another client overwrote the object (the data
@@ -174,6 +186,62 @@ class FrameStore final : public ObjectStore {
   std::string Name() const override { return inner_->Name(); }
 
  private:
+  class Writer final : public ObjectWriter {
+   public:
+    Writer(FrameStore* store, std::string key, uint64_t size, uint64_t head,
+           std::unique_ptr<ObjectWriter> inner)
+        : store_(store),
+          key_(std::move(key)),
+          size_(size),
+          head_(head),
+          inner_(std::move(inner)),
+          sums_(key_, store->codec_.options().frame_size) {}
+    Status Append(std::string_view data) override {
+      if (!inner_ || sealed_) return Done();
+      NX_TRY(inner_->Append(data));
+      sums_.Update(data);
+      return Status::OK();
+    }
+    Status WriteAt(uint64_t, std::string_view) override {
+      return Status::NotSupported("put " + key_ + ": framed bytes cannot be overwritten");
+    }
+    Status ReadAt(uint64_t off, size_t len, char* out) override {
+      if (!inner_) return Done();
+      return inner_->ReadAt(head_ + off, len, out);
+    }
+    uint64_t size() const override { return inner_ ? inner_->size() - head_ : 0; }
+    // On failure what was appended stays readable (ReadAt) until the writer is dropped.
+    Status Commit() override {
+      if (!inner_ || sealed_) return Done();
+      sealed_ = true;
+      return CommitInner();
+    }
+
+   private:
+    FrameStore* store_;
+    const std::string key_;
+    const uint64_t size_, head_;
+    std::unique_ptr<ObjectWriter> inner_;
+    FrameSummer sums_;
+    bool sealed_ = false;  // Commit was called
+
+    Status Done() const { return Status::InvalidArgument("put " + key_ + ": writer is done"); }
+    Status CommitInner() {
+      if (size() != size_) {
+        return Status::InvalidArgument("put " + key_ + ": " + std::to_string(size()) +
+                                       " bytes written of " + std::to_string(size_));
+      }
+      NX_ASSIGN_OR_RETURN(std::string header,
+                          store_->codec_.EncodeHeaderFromSums(key_, size_, sums_.Finish()));
+      NX_TRY(inner_->WriteAt(0, header));
+      store_->headers_.Remove(key_);
+      NX_TRY(inner_->Commit());
+      if (auto h = store_->codec_.ParseHeader(key_, header)) {
+        store_->headers_.Put(key_, std::make_shared<const FrameHeader>(std::move(*h)));
+      }
+      return Status::OK();
+    }
+  };
   // Reads and verifies the header and table: one GET, two for a table past kHeaderProbe.
   Result<std::shared_ptr<const FrameHeader>> FetchHeader(std::string_view key) {
     NX_ASSIGN_OR_RETURN(std::string prefix, inner_->Get(key, 0, kHeaderProbe));

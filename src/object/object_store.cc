@@ -37,6 +37,8 @@ Status ObjectStore::PutParts(std::string_view key, std::span<const std::string_v
   return Put(key, joined);
 }
 
+std::unique_ptr<ObjectWriter> ObjectStore::NewWriter(std::string_view, uint64_t) { return nullptr; }
+
 Status ObjectStore::SweepLeftovers(std::string_view, int64_t, bool, Leftovers*) {
   return Status::OK();
 }

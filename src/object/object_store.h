@@ -44,6 +44,30 @@ struct StoreOptions {
   long request_timeout_ms = 120000;
 };
 
+// An object written in place (ObjectStore::NewWriter): its bytes go where the store keeps
+// objects (file://: the object's temporary file) as they are appended, instead of being gathered
+// in memory for a Put; Commit then stores it as atomically as a Put would. Destroyed without a
+// Commit, it leaves nothing behind (best effort: a crash leaves a temporary file that
+// SweepLeftovers finds). Not thread-safe: one user at a time.
+class ObjectWriter {
+ public:
+  virtual ~ObjectWriter() = default;
+  // Appends `data` to the object. After a failure the writer should only be read back or
+  // dropped: how much of `data` went in is unspecified.
+  virtual Status Append(std::string_view data) = 0;
+  // Overwrites bytes already appended, at `off` (a header whose room was appended first and
+  // whose contents are known only at the end).
+  virtual Status WriteAt(uint64_t off, std::string_view data) = 0;
+  // Copies [off, off+len) of the bytes appended so far into `out`.
+  virtual Status ReadAt(uint64_t off, size_t len, char* out) = 0;
+  // Bytes appended so far.
+  virtual uint64_t size() const = 0;
+  // Stores the object under the writer's key once every byte announced to NewWriter is
+  // appended (EINVAL otherwise). Only ReadAt works after it: when it failed, the bytes stay
+  // readable until the writer is dropped (the caller may then Put them another way).
+  virtual Status Commit() = 0;
+};
+
 // Contract: thread-safe. A Put is atomic (readers see the old object, or the whole new one) and
 // durable once it returns, to the degree the backend promises (file://: against a process
 // crash; with sync_puts, against power loss). A missing key gives ENOENT.
@@ -83,6 +107,10 @@ class ObjectStore {
   };
   virtual Status SweepLeftovers(std::string_view prefix, int64_t older_than_ns, bool remove,
                                 Leftovers* found);
+  // A writer for the object `key` of exactly `size` bytes, or null when this store cannot write
+  // objects in place (the default; the caller then gathers the bytes and Puts them). Layers
+  // that transform bytes return null unless they can do it as the bytes arrive.
+  virtual std::unique_ptr<ObjectWriter> NewWriter(std::string_view key, uint64_t size);
   virtual std::string Name() const = 0;  // "file:///dir", secrets redacted
 };
 
