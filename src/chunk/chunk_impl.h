@@ -40,7 +40,12 @@ struct PendingSlice {
   bool frozen = false;  // no more appends: flushed, or reached the chunk end
   int64_t mtime = 0;
   struct Block {
-    std::string data;        // buffered bytes; emptied once uploaded
+    std::string data;  // buffered bytes; emptied once uploaded
+    // Or, for a block started by a large write on a store that writes in place (file://), the
+    // bytes go straight into the object's temporary file as they are written (no copy into
+    // memory, no later copy out of it) and `data` stays empty; a full block is then committed
+    // in place, a partial one read back and put as usual.
+    std::unique_ptr<object::ObjectWriter> writer;
     bool uploading = false;  // an upload task owns it now
     bool uploaded = false;
     uint32_t size = 0;  // bytes written into this block
@@ -164,6 +169,8 @@ class ChunkStoreImpl final : public ChunkStore {
                          const std::shared_ptr<PendingSlice>& s, uint32_t block,
                          bool stage = false);
   Status UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data);
+  // Moves a block written in place into memory (`data`), dropping its writer. Requires f->mu.
+  Status ReadBackLocked(PendingSlice::Block& blk);
   // Freezes every pending slice and starts uploading (or staging) every buffered block.
   void FreezeAndUploadLocked(const std::shared_ptr<FileState>& f, bool stage = false);
   Status FlushState(meta::Ino ino, const std::shared_ptr<FileState>& f);

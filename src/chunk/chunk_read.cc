@@ -212,11 +212,21 @@ Status ChunkStoreImpl::ReadChunkRangeOnce(meta::Ino ino, FileState& f, uint32_t 
       uint32_t blk_size = 0;
       bool copied = false;
       {
-        std::lock_guard lock(f.mu);
+        std::unique_lock lock(f.mu);
+        // A block written in place is read from its file, but not while its upload task may
+        // be committing it (the file moves): that takes a rename, or a read back.
+        f.changed.wait(lock, [&] {
+          const auto& b = s.blocks[blk];
+          return !(b.writer && b.uploading);
+        });
         const auto& block = s.blocks[blk];
         blk_size = block.size;
         if (!block.uploaded) {
-          std::memcpy(dst, block.data.data() + in, take);
+          if (block.writer) {
+            NX_TRY(block.writer->ReadAt(in, take, dst));
+          } else {
+            std::memcpy(dst, block.data.data() + in, take);
+          }
           copied = true;
         }
       }

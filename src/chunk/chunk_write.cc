@@ -89,22 +89,43 @@ Status ChunkStoreImpl::AppendLocked(const std::shared_ptr<FileState>& f, uint32_
     uint32_t b = s->len / bs, in = s->len % bs;
     if (b >= s->blocks.size()) {
       s->blocks.emplace_back();
-      // Large writes will likely fill the block: size it once rather than regrow it (each
-      // regrowth copies what is buffered). Untouched pages of a reservation cost no memory.
+      auto& nb = s->blocks.back();
+      // Large writes will likely fill the block. Where the store writes objects in place
+      // (file://), they go straight into the block object's file: one copy of every byte, from
+      // the caller's buffer while it is still in the CPU cache, instead of one into a buffer and
+      // a second, later, out of it. Elsewhere the buffer is sized once rather than regrown (each
+      // regrowth copies what is buffered); untouched pages of a reservation cost no memory.
       if (len >= bs / 16) {
-        s->blocks.back().data = buffers_->Take();
-        s->blocks.back().data.clear();
+        nb.writer = store_->NewWriter(BlockKey(opts_.prefix, s->id, b, bs), bs);
+        if (!nb.writer) {
+          nb.data = buffers_->Take();
+          nb.data.clear();
+        }
       } else {
-        ReserveLarge(&s->blocks.back().data, std::max<size_t>(len, 64 << 10));
+        ReserveLarge(&nb.data, std::max<size_t>(len, 64 << 10));
       }
     }
     auto& blk = s->blocks[b];
     size_t n = std::min<size_t>(len, bs - in);
-    if (blk.data.capacity() < blk.data.size() + n) {  // regrow (small writes), never past bs
-      ReserveLarge(&blk.data,
-                   std::min<size_t>(bs, std::max(blk.data.size() + n, 2 * blk.data.capacity())));
+    if (blk.writer) {
+      Status st = blk.writer->Append(std::string_view(data, n));
+      if (!st.ok()) {
+        NX_LOG_WARN("in-place write of block {} of slice {}: {}; buffering it instead", b, s->id,
+                    st.ToString());
+        Status back = ReadBackLocked(blk);
+        if (!back.ok()) {
+          s->frozen = true;  // the block's file may hold part of `data`: never append after it
+          return back;
+        }
+      }
     }
-    blk.data.append(data, n);
+    if (!blk.writer) {
+      if (blk.data.capacity() < blk.data.size() + n) {  // regrow (small writes), never past bs
+        ReserveLarge(&blk.data,
+                     std::min<size_t>(bs, std::max(blk.data.size() + n, 2 * blk.data.capacity())));
+      }
+      blk.data.append(data, n);
+    }
     blk.size += static_cast<uint32_t>(n);
     s->len += static_cast<uint32_t>(n);
     data += n;
@@ -129,18 +150,51 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
   uploads_->Submit([this, f, s, block, stage] {
     // The block is final, so its bytes do not change while the upload reads them.
     const std::string* data;
+    object::ObjectWriter* writer;
+    uint32_t size;
     {
       std::lock_guard lock(f->mu);
       data = &s->blocks[block].data;
+      writer = s->blocks[block].writer.get();
+      size = s->blocks[block].size;
     }
     Status st;
-    if (stage) {
+    bool have_data = true;  // `*data` holds the block's bytes
+    if (writer) {
+      // Written in place: a full block is committed where it is (readers wait meanwhile, see
+      // ReadChunkRangeOnce); a partial one (its key names its size) is read back and put.
+      if (size == opts_.block_size && writer->size() == size) {
+        st = writer->Commit();
+        if (st.ok()) {
+          {
+            std::lock_guard lock(f->mu);
+            auto& b = s->blocks[block];
+            b.writer.reset();
+            b.uploading = false;
+            b.uploaded = true;
+            f->inflight--;
+          }
+          f->changed.notify_all();
+          Release(size);
+          return;
+        }
+        NX_LOG_WARN("in-place commit of block {} of slice {}: {}; putting it instead", block, s->id,
+                    st.ToString());
+      }
+      std::lock_guard lock(f->mu);
+      st = ReadBackLocked(s->blocks[block]);
+      have_data = st.ok();
+      if (!have_data) {
+        NX_LOG_ERROR("block {} of slice {} cannot be read back: {}", block, s->id, st.ToString());
+      }
+    }
+    if (have_data && stage) {
       const std::string key =
           BlockKey(opts_.prefix, s->id, block, static_cast<uint32_t>(data->size()));
       st = staging_->Stage(key, *data);
       if (!st.ok()) NX_LOG_WARN("{}; uploading it now instead", st.ToString());
     }
-    if (!stage || !st.ok()) st = UploadBlock(*s, block, *data);
+    if (have_data && (!stage || !st.ok())) st = UploadBlock(*s, block, *data);
     size_t freed = 0;
     {
       std::lock_guard lock(f->mu);
@@ -163,6 +217,15 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
     f->changed.notify_all();
     if (freed) Release(freed);
   });
+}
+
+Status ChunkStoreImpl::ReadBackLocked(PendingSlice::Block& blk) {
+  std::string buf = blk.size == opts_.block_size ? buffers_->Take() : std::string();
+  buf.resize(blk.size);
+  NX_TRY(blk.writer->ReadAt(0, blk.size, buf.data()));
+  blk.data = std::move(buf);
+  blk.writer.reset();
+  return Status::OK();
 }
 
 Status ChunkStoreImpl::UploadBlock(const PendingSlice& s, uint32_t block, const std::string& data) {
