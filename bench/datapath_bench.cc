@@ -3,10 +3,12 @@
 //
 //   build/bench/datapath_bench DIR [--size-mib 2048] [--rand-mib 1024] [--seconds 10]
 //                              [--threads 1,4] [--no-drop-caches] [--raw-blocks]
-//                              [--joined-puts] [--max-uploads N]
+//                              [--joined-puts] [--buffered-blocks] [--max-uploads N]
 //
 // Blocks are stored framed (XXH3 checksum per 64 KiB frame, no compression or encryption), as
 // on a volume formatted by `nexusfs format`; --raw-blocks stores them as written (old volumes).
+// --buffered-blocks: every block is gathered in memory and then put, as before blocks were
+// written in place (ObjectStore::NewWriter), for a before/after comparison in one run.
 // --joined-puts: each framed block is assembled in one buffer before its write (what FrameStore
 // did before ObjectStore::PutParts), for a before/after comparison in the same conditions.
 //
@@ -111,7 +113,35 @@ class JoinedPuts final : public nexus::object::ObjectStore {
   std::unique_ptr<ObjectStore> inner_;
 };
 
-Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts) {
+// Passes every call through but offers no in-place writers (--buffered-blocks).
+class NoInPlace final : public nexus::object::ObjectStore {
+ public:
+  explicit NoInPlace(std::unique_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
+  nexus::Status Put(std::string_view k, std::string_view d) override { return inner_->Put(k, d); }
+  nexus::Status PutParts(std::string_view k, std::span<const std::string_view> p) override {
+    return inner_->PutParts(k, p);
+  }
+  nexus::Result<std::string> Get(std::string_view k, uint64_t off, uint64_t len) override {
+    return inner_->Get(k, off, len);
+  }
+  nexus::Status GetInto(std::string_view k, uint64_t off, uint64_t len, std::string* out) override {
+    return inner_->GetInto(k, off, len, out);
+  }
+  nexus::Result<nexus::object::ObjectInfo> Head(std::string_view k) override {
+    return inner_->Head(k);
+  }
+  nexus::Status Delete(std::string_view k) override { return inner_->Delete(k); }
+  nexus::Result<nexus::object::ListResult> List(std::string_view p, std::string_view m,
+                                                size_t l) override {
+    return inner_->List(p, m, l);
+  }
+  std::string Name() const override { return inner_->Name(); }
+
+ private:
+  std::unique_ptr<ObjectStore> inner_;
+};
+
+Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts, bool buffered) {
   auto e = nexus::kv::Engine::Open("rocksdb://" + dir + "/meta");
   if (!e) Die(e.error().ToString());
   Volume v;
@@ -126,6 +156,7 @@ Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts) {
   v.store = std::move(*store);
   if (joined_puts) v.store = std::make_unique<JoinedPuts>(std::move(v.store));
   if (framed) v.store = nexus::object::NewFrameStore(std::move(v.store), {});
+  if (buffered) v.store = std::make_unique<NoInPlace>(std::move(v.store));
   return v;
 }
 
@@ -179,10 +210,11 @@ std::vector<int> ParseList(const std::string& s) {
 
 int main(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') {
-    std::fprintf(stderr,
-                 "usage: datapath_bench DIR [--size-mib N] [--rand-mib N] [--seconds S] "
-                 "[--threads 1,4] [--no-drop-caches] [--raw-blocks] [--joined-puts] "
-                 "[--max-uploads N]\n");
+    std::fprintf(
+        stderr,
+        "usage: datapath_bench DIR [--size-mib N] [--rand-mib N] [--seconds S] "
+        "[--threads 1,4] [--no-drop-caches] [--raw-blocks] [--joined-puts] [--buffered-blocks] "
+        "[--max-uploads N]\n");
     return 2;
   }
   const std::string root = argv[1];
@@ -190,7 +222,7 @@ int main(int argc, char** argv) {
   double seconds = 10;
   std::vector<int> thread_counts = {1, 4};
   bool drop = geteuid() == 0;
-  bool framed = true, joined_puts = false;
+  bool framed = true, joined_puts = false, buffered = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -213,6 +245,8 @@ int main(int argc, char** argv) {
       max_uploads = std::max(1, std::stoi(next()));
     } else if (a == "--joined-puts") {
       joined_puts = true;
+    } else if (a == "--buffered-blocks") {
+      buffered = true;
     } else {
       Die("unknown argument " + a);
     }
@@ -226,7 +260,8 @@ int main(int argc, char** argv) {
       "data path vs the disk, %s, %llu MiB sequential, 1 MiB requests, %s blocks%s, page cache "
       "%s\n",
       dir.c_str(), static_cast<unsigned long long>(size >> 20), framed ? "framed" : "raw",
-      joined_puts ? " (joined puts)" : "", drop ? "dropped before reads" : "kept");
+      joined_puts ? " (joined puts)" : (buffered ? " (buffered, not written in place)" : ""),
+      drop ? "dropped before reads" : "kept");
 
   // ---- the disk directly ----
   const std::string raw = dir + "/raw.dat";
@@ -258,7 +293,7 @@ int main(int argc, char** argv) {
   unlink(raw.c_str());
 
   // ---- NexusFS ----
-  Volume v = OpenVolume(dir, framed, joined_puts);
+  Volume v = OpenVolume(dir, framed, joined_puts, buffered);
   double nx_write = 0, nx_read = 0, nx_write_cpu = 0, nx_write_durable = 0;
   {
     auto chunks = OpenChunks(v, 256ULL << 20);
