@@ -164,8 +164,19 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
       // Written in place: a full block is committed where it is (readers wait meanwhile, see
       // ReadChunkRangeOnce); a partial one (its key names its size) is read back and put.
       if (size == opts_.block_size && writer->size() == size) {
+        // A committed block is read back into the memory cache while the cache has room for
+        // it, as an uploaded one goes there: a reader soon after then finds it without touching
+        // the file. Not at the cost of evicting: that copy would double the write's memory
+        // traffic to displace blocks that were read, for data that may never be.
+        std::shared_ptr<const std::string> cached;
+        if (cache_.Stats().bytes + size <= cache_.capacity()) {
+          std::string buf = buffers_->Take();
+          buf.resize(size);
+          if (writer->ReadAt(0, size, buf.data()).ok()) cached = buffers_->Share(std::move(buf));
+        }
         st = writer->Commit();
         if (st.ok()) {
+          if (cached) cache_.Put(BlockKey(opts_.prefix, s->id, block, size), std::move(cached));
           {
             std::lock_guard lock(f->mu);
             auto& b = s->blocks[block];

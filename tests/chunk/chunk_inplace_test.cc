@@ -28,6 +28,7 @@ class CountingStore final : public object::ObjectStore {
     return inner_->Put(key, data);
   }
   Result<std::string> Get(std::string_view key, uint64_t off, uint64_t len) override {
+    gets++;
     return inner_->Get(key, off, len);
   }
   Result<object::ObjectInfo> Head(std::string_view key) override { return inner_->Head(key); }
@@ -44,15 +45,14 @@ class CountingStore final : public object::ObjectStore {
     return std::make_unique<Writer>(this, std::move(w));
   }
 
-  std::atomic<int> puts{0}, writers{0}, commits{0};
+  std::atomic<int> puts{0}, gets{0}, writers{0}, commits{0};
   // Appends fail once a writer holds this many bytes (fault injection); 0 = never.
   std::atomic<uint64_t> fail_appends_after{0};
 
  private:
   class Writer final : public object::ObjectWriter {
    public:
-    Writer(CountingStore* s, std::unique_ptr<object::ObjectWriter> w)
-        : s_(s), w_(std::move(w)) {}
+    Writer(CountingStore* s, std::unique_ptr<object::ObjectWriter> w) : s_(s), w_(std::move(w)) {}
     Status Append(std::string_view data) override {
       const uint64_t limit = s_->fail_appends_after;
       if (limit && w_->size() + data.size() > limit) {
@@ -63,7 +63,9 @@ class CountingStore final : public object::ObjectStore {
       return w_->Append(data);
     }
     Status WriteAt(uint64_t off, std::string_view data) override { return w_->WriteAt(off, data); }
-    Status ReadAt(uint64_t off, size_t len, char* out) override { return w_->ReadAt(off, len, out); }
+    Status ReadAt(uint64_t off, size_t len, char* out) override {
+      return w_->ReadAt(off, len, out);
+    }
     uint64_t size() const override { return w_->size(); }
     Status Commit() override {
       Status st = w_->Commit();
@@ -103,11 +105,12 @@ class InPlaceTest : public ::testing::Test {
     store_ = std::make_unique<CountingStore>(std::move(*s));
   }
   void TearDown() override { fs::remove_all(root_); }
-  std::unique_ptr<ChunkStore> Open() {
+  std::unique_ptr<ChunkStore> Open(uint64_t mem_cache = 0) {
     ChunkOptions o;
     o.block_size = 1 << 20;
     o.buffer_size = 8 << 20;
-    o.mem_cache_size = 0;  // reads after the commit come from the objects themselves
+    o.mem_cache_size = mem_cache;  // 0: reads after the commit come from the objects themselves
+    o.max_uploads = 1;             // commits in order: which blocks find room in the cache is exact
     o.background = false;
     o.max_readahead = 0;
     o.prefix = "ip/";
@@ -161,6 +164,23 @@ TEST_F(InPlaceTest, LargeWritesGoStraightIntoTheBlockFiles) {
   ASSERT_TRUE(c->Shutdown().ok());
   auto fresh = Open();
   EXPECT_EQ(Read(fresh.get(), ino, 0, data.size(), data.size()), data);
+}
+
+TEST_F(InPlaceTest, CommittedBlocksGoToTheMemoryCacheWhileItHasRoom) {
+  const meta::Ino ino = NewFile("f");
+  const std::string data = Bytes(20 << 20, 4);
+  auto c = Open(16 << 20);  // room for 16 of the 20 blocks
+  ASSERT_TRUE(c);
+  for (size_t off = 0; off < data.size(); off += 1 << 20) {
+    ASSERT_TRUE(c->Write(ino, off, data.data() + off, 1 << 20).ok());
+  }
+  ASSERT_TRUE(c->Flush(ino).ok());
+  EXPECT_EQ(store_->commits.load(), 20);
+  // The first 16 blocks are read from memory, the last 4 from their objects.
+  EXPECT_EQ(Read(c.get(), ino, 0, 16 << 20, data.size()), data.substr(0, 16 << 20));
+  EXPECT_EQ(store_->gets.load(), 0);
+  EXPECT_EQ(Read(c.get(), ino, 16 << 20, 4 << 20, data.size()), data.substr(16 << 20));
+  EXPECT_EQ(store_->gets.load(), 4);
 }
 
 TEST_F(InPlaceTest, SmallWritesAreBufferedAsBefore) {
