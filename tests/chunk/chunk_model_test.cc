@@ -6,13 +6,14 @@
 // retries must lose nothing. The "writeback" variant runs over the same faulty stack with
 // writeback on: flushes stage blocks in a local directory and commit at once, uploads run in the
 // background (and retry), reads find blocks not uploaded yet in the staging directory, and every
-// reopen waits for the uploads.
+// reopen waits for the uploads. The "framed" variant stores blocks framed (verbatim frames) on
+// file://, where large writes go into the block files in place through FrameStore's writer.
 //
-// NEXUS_SEED (default 1) and NEXUS_MODEL_OPS (default 100000; 1500 for "faulty" and "writeback")
-// select the
-// run. Compactions rewrite whole chunks, so 100,000 operations push far more bytes through the
-// store than they write; freed slices are deleted at every compaction, as the background loop
-// would, so the store holds about the live data only. A local sweep:
+// NEXUS_SEED (default 1) and NEXUS_MODEL_OPS (default 100000; 20000 for "framed", 1500 for
+// "faulty" and "writeback") select the run. Compactions rewrite whole chunks, so 100,000 operations
+// push far more bytes through the store than they write; freed slices are deleted at every
+// compaction, as the background loop would, so the store holds about the live data only. A local
+// sweep:
 //   for s in $(seq 1 20); do NEXUS_SEED=$s NEXUS_MODEL_OPS=100000 chunk_model_test; done
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -106,10 +107,14 @@ struct Env {
     meta::Format f;
     f.name = "model";
     ASSERT_TRUE(meta->Format(f, false).ok());
-    auto s = object::ObjectStore::Open(store_kind == "file" ? "file://" + dir + "/data" : "mem://");
+    const bool on_disk = store_kind == "file" || store_kind == "framed";
+    auto s = object::ObjectStore::Open(on_disk ? "file://" + dir + "/data" : "mem://");
     ASSERT_TRUE(s) << s.error().ToString();
     store = std::move(*s);
     raw = store.get();
+    if (store_kind == "framed") {
+      store = object::NewFrameStore(std::move(store), object::FrameOptions{});
+    }
     if (store_kind == "faulty" || store_kind == "writeback") {
       object::FaultOptions faults{0.1, 1000, EnvOr("NEXUS_SEED", 1)};
       object::FrameOptions frames;
@@ -160,9 +165,11 @@ std::string Pattern(std::mt19937_64& rng, size_t n) {
 class ModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ModelTest, RandomOperationsMatchTheModel) {
-  const uint64_t seed = EnvOr("NEXUS_SEED", 1),
-                 ops = EnvOr("NEXUS_MODEL_OPS",
-                             GetParam() == "mem" || GetParam() == "file" ? 100000 : 1500);
+  const std::string& kind = GetParam();
+  const uint64_t default_ops = kind == "mem" || kind == "file" ? 100000
+                               : kind == "framed"              ? 20000
+                                                               : 1500;
+  const uint64_t seed = EnvOr("NEXUS_SEED", 1), ops = EnvOr("NEXUS_MODEL_OPS", default_ops);
   Env env;
   ASSERT_NO_FATAL_FAILURE(env.Open(GetParam()));
   std::mt19937_64 rng(seed);
@@ -258,7 +265,8 @@ TEST_P(ModelTest, RandomOperationsMatchTheModel) {
               (unsigned long long)writes, bytes / 1048576.0, (unsigned long long)reads);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, ModelTest, ::testing::Values("mem", "file", "faulty", "writeback"),
+INSTANTIATE_TEST_SUITE_P(Stores, ModelTest,
+                         ::testing::Values("mem", "file", "framed", "faulty", "writeback"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
