@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -18,6 +17,7 @@
 #include "common/encoding.h"
 #include "common/logging.h"
 #include "common/thread_pool.h"
+#include "common/xxh.h"
 
 namespace nexus::cache {
 namespace {

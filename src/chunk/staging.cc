@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -15,6 +14,7 @@
 #include "common/clock.h"
 #include "common/encoding.h"
 #include "common/logging.h"
+#include "common/xxh.h"
 #include "object/object_store.h"
 
 namespace nexus::chunk {

@@ -1,10 +1,9 @@
 // The binary encoding of a dump (docs/formats.md, "Metadata dump"): a 16-byte header, then
 // sections of at most ~1 MiB of tagged records, each with its own XXH3-64 checksum, then an end
 // section that counts them. Read one section at a time.
-#include <xxhash.h>
-
 #include <cstring>
 
+#include "common/xxh.h"
 #include "meta/dump_internal.h"
 #include "meta/keys.h"
 

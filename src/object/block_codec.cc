@@ -5,13 +5,13 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <xxhash.h>
 #include <zstd.h>
 
 #include <cstring>
 
 #include "common/encoding.h"
 #include "common/logging.h"
+#include "common/xxh.h"
 
 namespace nexus::object {
 namespace {
