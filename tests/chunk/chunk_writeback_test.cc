@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "chunk/chunk_impl.h"
 #include "chunk/chunk_store.h"
@@ -166,7 +167,11 @@ TEST_F(WritebackTest, FlushCommitsDuringAnOutageAndTheBlocksUploadAfterIt) {
   // No memory cache: the read is served from the staged file.
   EXPECT_EQ(ReadAll(c.get(), small), a);
 
-  // The store is back: the staged block uploads (after its retry delay), the staged file goes.
+  // Once the uploader has met the outage, the store comes back: the staged block uploads (after
+  // its retry delay) and the staged file goes.
+  for (int i = 0; i < 500 && StagingOf(c.get())->Stats().upload_errors == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   store_->down = false;
   ASSERT_TRUE(StagingOf(c.get())->Drain(10'000'000'000).ok());
   EXPECT_EQ(StagedFiles(), 0u);
