@@ -90,36 +90,17 @@ struct Volume {
   std::unique_ptr<nexus::object::ObjectStore> store;
 };
 
-// Passes every call through but hides the inner store's PutParts: parts are joined by the
-// default ObjectStore::PutParts into one buffer, then written with one Put.
-class JoinedPuts final : public nexus::object::ObjectStore {
+// Passes every call through but hides some of the inner store's abilities, for before/after
+// comparisons in one run: PutParts (--joined-puts: parts are joined into one buffer by the
+// default ObjectStore::PutParts, then written with one Put) and NewWriter (--buffered-blocks:
+// every block is gathered in memory, then put).
+class Hiding final : public nexus::object::ObjectStore {
  public:
-  explicit JoinedPuts(std::unique_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
-  nexus::Status Put(std::string_view k, std::string_view d) override { return inner_->Put(k, d); }
-  nexus::Result<std::string> Get(std::string_view k, uint64_t off, uint64_t len) override {
-    return inner_->Get(k, off, len);
-  }
-  nexus::Result<nexus::object::ObjectInfo> Head(std::string_view k) override {
-    return inner_->Head(k);
-  }
-  nexus::Status Delete(std::string_view k) override { return inner_->Delete(k); }
-  nexus::Result<nexus::object::ListResult> List(std::string_view p, std::string_view m,
-                                                size_t l) override {
-    return inner_->List(p, m, l);
-  }
-  std::string Name() const override { return inner_->Name(); }
-
- private:
-  std::unique_ptr<ObjectStore> inner_;
-};
-
-// Passes every call through but offers no in-place writers (--buffered-blocks).
-class NoInPlace final : public nexus::object::ObjectStore {
- public:
-  explicit NoInPlace(std::unique_ptr<ObjectStore> inner) : inner_(std::move(inner)) {}
+  Hiding(std::unique_ptr<ObjectStore> inner, bool hide_parts)
+      : inner_(std::move(inner)), hide_parts_(hide_parts) {}
   nexus::Status Put(std::string_view k, std::string_view d) override { return inner_->Put(k, d); }
   nexus::Status PutParts(std::string_view k, std::span<const std::string_view> p) override {
-    return inner_->PutParts(k, p);
+    return hide_parts_ ? ObjectStore::PutParts(k, p) : inner_->PutParts(k, p);
   }
   nexus::Result<std::string> Get(std::string_view k, uint64_t off, uint64_t len) override {
     return inner_->Get(k, off, len);
@@ -139,6 +120,7 @@ class NoInPlace final : public nexus::object::ObjectStore {
 
  private:
   std::unique_ptr<ObjectStore> inner_;
+  const bool hide_parts_;
 };
 
 Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts, bool buffered) {
@@ -154,9 +136,9 @@ Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts, bool bu
   auto store = nexus::object::ObjectStore::Open("file://" + dir + "/data");
   if (!store) Die(store.error().ToString());
   v.store = std::move(*store);
-  if (joined_puts) v.store = std::make_unique<JoinedPuts>(std::move(v.store));
+  if (joined_puts) v.store = std::make_unique<Hiding>(std::move(v.store), true);
   if (framed) v.store = nexus::object::NewFrameStore(std::move(v.store), {});
-  if (buffered) v.store = std::make_unique<NoInPlace>(std::move(v.store));
+  if (buffered) v.store = std::make_unique<Hiding>(std::move(v.store), false);
   return v;
 }
 
