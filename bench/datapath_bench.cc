@@ -3,12 +3,15 @@
 //
 //   build/bench/datapath_bench DIR [--size-mib 2048] [--rand-mib 1024] [--seconds 10]
 //                              [--threads 1,4] [--no-drop-caches] [--raw-blocks]
-//                              [--joined-puts] [--buffered-blocks] [--max-uploads N]
+//                              [--joined-puts] [--buffered-blocks] [--no-local-reads]
+//                              [--max-uploads N]
 //
 // Blocks are stored framed (XXH3 checksum per 64 KiB frame, no compression or encryption), as
 // on a volume formatted by `nexusfs format`; --raw-blocks stores them as written (old volumes).
 // --buffered-blocks: every block is gathered in memory and then put, as before blocks were
 // written in place (ObjectStore::NewWriter), for a before/after comparison in one run.
+// --no-local-reads: reads fetch whole blocks into the memory cache and committed blocks are read
+// back into it, as before reads of file:// objects were made in place (ChunkOptions::local_reads).
 // --joined-puts: each framed block is assembled in one buffer before its write (what FrameStore
 // did before ObjectStore::PutParts), for a before/after comparison in the same conditions.
 //
@@ -143,6 +146,7 @@ Volume OpenVolume(const std::string& dir, bool framed, bool joined_puts, bool bu
 }
 
 int max_uploads = ChunkOptions{}.max_uploads;  // --max-uploads, as `nexusfs mount` has
+bool local_reads = true;                       // --no-local-reads clears it
 
 std::unique_ptr<ChunkStore> OpenChunks(Volume& v, uint64_t mem_cache) {
   ChunkOptions o;
@@ -150,6 +154,7 @@ std::unique_ptr<ChunkStore> OpenChunks(Volume& v, uint64_t mem_cache) {
   o.prefix = "bench/";
   o.mem_cache_size = mem_cache;
   o.prefetch_small_reads = false;  // a local store: ranged reads are cheap
+  o.local_reads = local_reads;
   auto c = ChunkStore::Open(v.meta.get(), v.store.get(), o);
   if (!c) Die(c.error().ToString());
   return std::move(*c);
@@ -196,7 +201,7 @@ int main(int argc, char** argv) {
         stderr,
         "usage: datapath_bench DIR [--size-mib N] [--rand-mib N] [--seconds S] "
         "[--threads 1,4] [--no-drop-caches] [--raw-blocks] [--joined-puts] [--buffered-blocks] "
-        "[--max-uploads N]\n");
+        "[--no-local-reads] [--max-uploads N]\n");
     return 2;
   }
   const std::string root = argv[1];
@@ -229,6 +234,8 @@ int main(int argc, char** argv) {
       joined_puts = true;
     } else if (a == "--buffered-blocks") {
       buffered = true;
+    } else if (a == "--no-local-reads") {
+      local_reads = false;
     } else {
       Die("unknown argument " + a);
     }

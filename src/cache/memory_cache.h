@@ -32,6 +32,8 @@ class MemoryBlockCache {
   void Remove(std::string_view key);
   CacheStats Stats() const;
   uint64_t capacity() const { return capacity_; }
+  // True when a block of `size` bytes would be kept (Put drops one larger than a shard's share).
+  bool Admits(uint64_t size) const { return size <= shard_capacity_; }
 
  private:
   struct Shard {

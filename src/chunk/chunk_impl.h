@@ -109,6 +109,10 @@ class ReadSink {
   void Filled(size_t pos, size_t n);
   // `n` bytes from `in` of cached block `block` belong at `pos`.
   void Block(size_t pos, const std::shared_ptr<const std::string>& block, size_t in, size_t n);
+  // The bytes at `pos` are `data`, which `keep` holds valid (a mapped object).
+  void Mapped(size_t pos, std::string_view data, std::shared_ptr<const void> keep);
+  // True when bytes may be left where they are (pieces), rather than copied into the buffer.
+  bool takes_pieces() const { return pieces_ != nullptr; }
   // Zeros `n` bytes at `pos`.
   void Zero(size_t pos, size_t n);
   // Forgets what was added since Mark() (a read attempt that is tried again).
@@ -195,6 +199,10 @@ class ChunkStoreImpl final : public ChunkStore {
   // waits for its block instead of sending a ranged GET of its own.
   Status ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len, ReadSink& sink,
                    size_t at, bool sequential = false);
+  // True when the memory cache would keep `size` more bytes without evicting.
+  bool CacheHasRoom(uint64_t size) const {
+    return cache_.Admits(size) && cache_.Stats().bytes + size <= cache_.capacity();
+  }
   // True while a whole-block download of `key` is in flight.
   bool Fetching(const std::string& key);
   // Reads [off, off+len) of one block object straight from the store (no caching).
@@ -217,6 +225,7 @@ class ChunkStoreImpl final : public ChunkStore {
   meta::Meta* meta_;
   object::ObjectStore* store_;
   ChunkOptions opts_;
+  bool local_ = false;  // ChunkOptions::local_reads on a store that reads locally
   std::shared_ptr<BlockBufferPool> buffers_;  // before cache_: cached blocks return to it
   cache::MemoryBlockCache cache_;
   std::unique_ptr<cache::DiskCache> disk_;  // destroyed after the pools that feed it

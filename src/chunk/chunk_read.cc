@@ -33,6 +33,15 @@ void ReadSink::Block(size_t pos, const std::shared_ptr<const std::string>& block
   pieces_->push_back(ReadPiece{block->data() + in, n, block});
 }
 
+void ReadSink::Mapped(size_t pos, std::string_view data, std::shared_ptr<const void> keep) {
+  if (!pieces_) {
+    std::memcpy(buf_ + pos, data.data(), data.size());
+    return;
+  }
+  if (data.empty()) return;
+  pieces_->push_back(ReadPiece{data.data(), data.size(), std::move(keep)});
+}
+
 void ReadSink::Zero(size_t pos, size_t n) {
   std::memset(buf_ + pos, 0, n);
   Filled(pos, n);
@@ -76,7 +85,12 @@ Result<size_t> ChunkStoreImpl::ReadInto(meta::Ino ino, uint64_t off, size_t len,
                                         opts_.max_readahead);
     } else {
       f->readahead = 0;
-      f->prefetched_to = 0;
+      // The kernel's concurrent readahead requests arrive slightly out of order: only a read
+      // away from the window forgets what was prefetched, or every such request would ask for
+      // the same blocks again.
+      if (off > f->prefetched_to || off + len + opts_.max_readahead < f->prefetched_to) {
+        f->prefetched_to = 0;
+      }
     }
     f->seq_end = off + len;
     if (f->readahead) {
@@ -254,6 +268,9 @@ bool ChunkStoreImpl::Fetching(const std::string& key) {
   return fetching_.count(key) != 0;
 }
 
+// On a local store, reads below this size count as small (see ReadSlice): the frame size.
+constexpr uint32_t kLocalSmallRead = 64 << 10;
+
 Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
                                  ReadSink& sink, size_t at, bool sequential) {
   const uint32_t bs = opts_.block_size;
@@ -264,6 +281,29 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
     uint32_t take = std::min(len, blk_size - in);
     const std::string key = BlockKey(opts_.prefix, id, blk, blk_size);
     std::shared_ptr<const std::string> data = cache_.Get(key);
+    if (!data && local_ && (take >= kLocalSmallRead || sequential)) {
+      // A local store: the page cache holds the object's bytes, read the range where it is. Only
+      // a read smaller than a frame (which it would read and checksum whole) is worth a block
+      // in memory; the kernel's readahead arrives as concurrent reads of 128 KiB and more, out
+      // of order, which the sequential detection above misses. A read handed on in pieces (a
+      // FUSE reply) takes the bytes from the object's mapping, so the reply's copy is the only
+      // one; whatever fails there is read (retried, reported) the ordinary way.
+      if (sink.takes_pieces() && !staging_) {
+        if (auto m = store_->MapRange(key, in, take); m && m->data.size() == take) {
+          sink.Mapped(at, m->data, std::move(m->keep));
+          at += take;
+          off += take;
+          len -= take;
+          continue;
+        }
+      }
+      NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
+      sink.Filled(at, take);
+      at += take;
+      off += take;
+      len -= take;
+      continue;
+    }
     // A streaming reader, or a block already on its way: wait for the whole block rather than
     // fetch the same bytes twice.
     const bool whole = !data && take < bs / 4 && (sequential || Fetching(key));
@@ -284,8 +324,10 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
     }
     if (!data && take < bs / 4 && !whole) {
       NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
+      // On a local store the block is loaded only while the memory cache has room: a small
+      // read from the page cache costs a frame's read and checksum, a cached block a copy.
       if (ThreadPool* pool = downloads_.get();
-          opts_.prefetch_small_reads && pool &&
+          (opts_.prefetch_small_reads || (local_ && CacheHasRoom(blk_size))) && pool &&
           pool->queued() < static_cast<size_t>(std::max(1, opts_.max_downloads))) {
         pool->TrySubmit([this, id, blk, blk_size] { (void)FetchBlock(id, blk, blk_size); });
       }
@@ -327,18 +369,10 @@ Status ChunkStoreImpl::ReadRange(uint64_t id, uint32_t blk, uint32_t blk_size, u
   Status last;
   for (int attempt = 0; attempt < kStoreAttempts; ++attempt) {
     if (attempt) BackoffSleep(attempt);
-    auto got = store_->Get(key, off, len);
-    if (got && got->size() == len) {
-      std::memcpy(out, got->data(), len);
-      return Status::OK();
-    }
-    if (got) {
-      last = Status::IOError("object " + key + " is shorter than " + std::to_string(blk_size) +
-                             " bytes");
-      break;
-    }
-    last = Status::IOError("get " + key + ": " + got.error().ToString());
-    if (got.error().code() == ENOENT) break;
+    Status got = store_->ReadTo(key, off, len, out);
+    if (got.ok()) return got;
+    last = Status::IOError("get " + key + ": " + got.ToString());
+    if (got.code() == ENOENT) break;
   }
   return last;  // the caller logs what finally fails (a retry after a compaction may not)
 }
@@ -427,6 +461,10 @@ void ChunkStoreImpl::Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_
         for (uint32_t blk = first; blk <= last; ++blk) {
           uint64_t id = p.id;
           uint32_t size = std::min(bs, p.size - blk * bs);
+          if (local_) {  // the reads go to the page cache: have the OS read the objects ahead
+            store_->WillRead(BlockKey(opts_.prefix, id, blk, size), 0, UINT64_MAX);
+            continue;
+          }
           pool->TrySubmit([this, id, blk, size] { (void)FetchBlock(id, blk, size); });
         }
       }

@@ -60,6 +60,7 @@ ChunkStoreImpl::ChunkStoreImpl(meta::Meta* meta, object::ObjectStore* store,
       downloads_(std::make_unique<ThreadPool>(
           std::max(1, options.max_downloads),
           static_cast<size_t>(4 * std::max(1, options.max_downloads)), "nx-download")) {
+  local_ = opts_.local_reads && store_->ReadsLocally();
   if (opts_.background) background_ = std::thread([this] { BackgroundLoop(); });
   metrics_id_ = RegisterChunkMetrics(this);
 }

@@ -39,6 +39,12 @@ struct ChunkOptions {
   // in the background (a bet on locality). Worth it when a GET costs milliseconds (s3); a waste
   // of memory bandwidth when ranged reads cost microseconds (file://, mem://).
   bool prefetch_small_reads = true;
+  // On a store that reads locally (ObjectStore::ReadsLocally: file://, frames stored as they
+  // are), large and sequential reads read their range from the object where it is, and written
+  // blocks are not copied into the memory cache: the OS page cache already holds the bytes, and
+  // a second copy costs the memory bandwidth of the write and of the read. The memory cache then
+  // keeps blocks that small random reads touch, loaded in the background while it has room.
+  bool local_reads = true;
   // Writeback: a block that a flush waits for is written to <cache_dir>/staging and the slice is
   // committed at once; the block uploads in the background (chunk/staging.h). Needs cache_dir.
   // Blocks that fill while a file is written still upload directly, so a large sequential write
@@ -55,12 +61,12 @@ struct ChunkOptions {
   std::string prefix;      // object key prefix, the volume name + '/'
 };
 
-// Part of what a read returns: `len` bytes at `data`. A piece points either into a cached block,
-// which `keep` holds alive, or into the caller's buffer (`keep` null).
+// Part of what a read returns: `len` bytes at `data`. A piece points either into a cached block
+// or a mapped object, which `keep` holds alive, or into the caller's buffer (`keep` null).
 struct ReadPiece {
   const char* data = nullptr;
   size_t len = 0;
-  std::shared_ptr<const std::string> keep;
+  std::shared_ptr<const void> keep;
 };
 
 // Contract: thread-safe; per-inode state sits under its own lock. A Read sees this client's own

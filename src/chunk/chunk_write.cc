@@ -167,9 +167,10 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
         // A committed block is read back into the memory cache while the cache has room for
         // it, as an uploaded one goes there: a reader soon after then finds it without touching
         // the file. Not at the cost of evicting: that copy would double the write's memory
-        // traffic to displace blocks that were read, for data that may never be.
+        // traffic to displace blocks that were read, for data that may never be. Nor on a
+        // store that reads locally, whose reads find the bytes in the page cache.
         std::shared_ptr<const std::string> cached;
-        if (cache_.Stats().bytes + size <= cache_.capacity()) {
+        if (!local_ && CacheHasRoom(size)) {
           std::string buf = buffers_->Take();
           buf.resize(size);
           if (writer->ReadAt(0, size, buf.data()).ok()) cached = buffers_->Share(std::move(buf));

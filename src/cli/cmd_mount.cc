@@ -65,9 +65,10 @@ struct MountArgs {
   int max_downloads = 20;
   uint64_t max_readahead_mib = 64;
   uint64_t mem_cache_mib = 256;
-  std::string prefetch = "auto";  // whole-block fetch after a small read: auto, on, off
-  bool writeback = false;         // stage blocks a flush waits for; upload in the background
-  double upload_delay = 0;        // seconds a staged block waits before its upload
+  std::string prefetch = "auto";   // whole-block fetch after a small read: auto, on, off
+  std::string local_reads = "on";  // read file:// objects in place (ChunkOptions::local_reads)
+  bool writeback = false;          // stage blocks a flush waits for; upload in the background
+  double upload_delay = 0;         // seconds a staged block waits before its upload
   double attr_cache = 1.0;
   double entry_cache = 1.0;
   double dir_entry_cache = 1.0;
@@ -220,6 +221,7 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["max_readahead_mib"] = a.max_readahead_mib;
   j["mem_cache_mib"] = a.mem_cache_mib;
   j["prefetch"] = a.prefetch;
+  j["local_reads"] = a.local_reads;
   j["writeback"] = a.writeback;
   j["upload_delay_s"] = a.upload_delay;
   j["attr_cache_s"] = a.attr_cache;
@@ -324,6 +326,7 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
   // "auto": prefetch whole blocks only where a ranged GET is expensive (not file:// or mem://).
   co.prefetch_small_reads =
       a.prefetch == "on" || (a.prefetch == "auto" && f.storage != "file" && f.storage != "mem");
+  co.local_reads = a.local_reads == "on";
   co.cache_dir = a.cache_dir;
   co.writeback = a.writeback;
   co.writeback_upload_delay_ns = static_cast<int64_t>(a.upload_delay * 1e9);
@@ -596,6 +599,11 @@ void RegisterMount(CLI::App& app) {
                   "Fetch the whole block after a small read that missed the caches: on, off, or "
                   "auto (on unless the objects are local: file://, mem://)")
       ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--local-reads", a->local_reads,
+                  "On a file:// volume, read ranges from the block objects in place (the page "
+                  "cache is their cache); off: copy whole blocks into the memory cache as on s3")
+      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   cmd->add_flag("--writeback", a->writeback,
                 "Close and fsync return once the data is in --cache-dir; blocks upload in the "

@@ -6,6 +6,7 @@
 // ".nxtmp-"; listings skip them, and keys may not contain such components.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "common/buffer.h"
+#include "object/mapped_files.h"
 #include "object/stores.h"
 
 namespace nexus::object {
@@ -96,6 +98,58 @@ class FileStore final : public ObjectStore {
     return Status::OK();
   }
 
+  Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out) override {
+    NX_TRY(Check(key));
+    int fd = open(Path(key).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return OsError(errno, "get", key);
+    size_t done = 0;
+    while (done < len) {
+      ssize_t got = pread(fd, out + done, len - done, static_cast<off_t>(off + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        int err = errno;
+        close(fd);
+        if (got == 0) {
+          return Status::IOError("get " + std::string(key) + ": the object ends before byte " +
+                                 std::to_string(off + len));
+        }
+        return OsError(err, "get", key);
+      }
+      done += static_cast<size_t>(got);
+    }
+    close(fd);
+    return Status::OK();
+  }
+
+  bool ReadsLocally() const override { return true; }
+
+  Result<MappedRange> MapRange(std::string_view key, uint64_t off, size_t len) override {
+    NX_TRY(Check(key));
+    NX_ASSIGN_OR_RETURN(std::shared_ptr<const Mapping> m, maps_.Get(key, Path(key)));
+    if (off > m->size || len > m->size - off) {
+      return Err(EIO, "get " + std::string(key) + ": the object ends before byte " +
+                          std::to_string(off + len));
+    }
+    return MappedRange{std::string_view(m->data + off, len), std::move(m)};
+  }
+
+  // Has the kernel read the range ahead, unless the object's first page is in the page cache
+  // already: an object written or read lately is taken to be cached whole, since asking the
+  // kernel costs a lookup of every page of the range (a tenth of the CPU of reading hot data).
+  void WillRead(std::string_view key, uint64_t off, uint64_t len) override {
+    if (!Check(key).ok()) return;
+    auto m = maps_.Get(key, Path(key));
+    if (!m || (*m)->size == 0 || off >= (*m)->size) return;
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    unsigned char resident = 0;
+    char* base = const_cast<char*>((*m)->data);
+    if (mincore(base, page, &resident) == 0 && (resident & 1)) return;
+    const uint64_t from = off / page * page;
+    const uint64_t n =
+        std::min<uint64_t>(len == UINT64_MAX ? (*m)->size : len + (off - from), (*m)->size - from);
+    (void)madvise(base + from, n, MADV_WILLNEED);
+  }
+
   Result<ObjectInfo> Head(std::string_view key) override {
     NX_TRY(Check(key));
     struct stat st;
@@ -107,6 +161,7 @@ class FileStore final : public ObjectStore {
 
   Status Delete(std::string_view key) override {
     NX_TRY(Check(key));
+    maps_.Forget(key);
     if (unlink(Path(key).c_str()) != 0 && errno != ENOENT) return OsError(errno, "delete", key);
     return Status::OK();
   }
@@ -192,6 +247,7 @@ class FileStore final : public ObjectStore {
     if (s.ok() && rename(t->path.c_str(), Path(key).c_str()) != 0) {
       s = OsError(errno, "put (rename)", key);
     }
+    if (s.ok()) maps_.Forget(key);
     if (!s.ok()) {
       unlink(t->path.c_str());
       return s;
@@ -264,6 +320,7 @@ class FileStore final : public ObjectStore {
       if (rename(temp.path.c_str(), store_->Path(key_).c_str()) != 0) {
         return OsError(errno, "put (rename)", key_);
       }
+      store_->maps_.Forget(key_);
       close(temp.fd);
       temp.fd = -1;
       if (store_->options_.sync_puts) return SyncDir(temp.parent, key_);
@@ -391,6 +448,9 @@ class FileStore final : public ObjectStore {
   std::string dir_;
   StoreOptions options_;
   std::atomic<uint64_t> seq_{0};
+  // Objects mapped by MapRange. 1,024 blocks of 4 MiB are 4 GiB of address space, none of it
+  // memory of its own: the pages are the page cache's.
+  MappedFiles maps_{1024};
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // FrameStore: every object in the framed block format (block_codec.h), with a bounded cache of
 // parsed headers so that a small ranged read costs one GET of the frames it needs.
+#include <cstring>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -159,6 +160,67 @@ class FrameStore final : public ObjectStore {
     }
   }
 
+  // Verbatim frames: the frames the range covers whole are read straight into `out` and
+  // verified there; a frame it covers in part is read whole into a buffer, verified, and its
+  // part copied. Other objects go through GetInto.
+  Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out) override {
+    NX_TRY(ValidateKey(key));
+    if (len == 0) return Status::OK();
+    for (int attempt = 0;; ++attempt) {
+      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
+      const bool cached = h != nullptr;
+      if (!h) {
+        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+      }
+      if (!h->verbatim() || off >= h->original_size || len > h->original_size - off) {
+        return ObjectStore::ReadTo(key, off, len, out);
+      }
+      Status s = ReadVerbatim(key, *h, off, len, out);
+      if (s.ok()) return s;
+      headers_.Remove(key);
+      if (cached && s.code() != ENOENT) continue;  // a stale header? once more with a fresh one
+      return s;
+    }
+  }
+
+  // Verbatim frames: the frames covering the range are mapped and verified where they are.
+  Result<MappedRange> MapRange(std::string_view key, uint64_t off, size_t len) override {
+    NX_TRY(ValidateKey(key));
+    for (int attempt = 0;; ++attempt) {
+      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
+      const bool cached = h != nullptr;
+      if (!h) {
+        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+      }
+      if (!h->verbatim()) return ObjectStore::MapRange(key, off, len);
+      if (off > h->original_size || len > h->original_size - off) {
+        return Err(EIO, "get " + std::string(key) + ": the object ends before byte " +
+                            std::to_string(off + len));
+      }
+      if (len == 0) return MappedRange{};
+      const auto [n, first, last, from, to, skip] = Span(*h, off, len);
+      auto m = inner_->MapRange(key, from, to - from);
+      if (!m) {
+        if (m.error().code() == ENOENT) headers_.Remove(key);
+        return m;
+      }
+      Status s = codec_.VerifyFrames(key, *h, first, last, m->data);
+      if (s.ok()) {
+        m->data = m->data.substr(skip, n);
+        return m;
+      }
+      headers_.Remove(key);
+      if (!cached) return Err(std::move(s));
+    }
+  }
+
+  bool ReadsLocally() const override {
+    return codec_.stores_frames_verbatim() && inner_->ReadsLocally();
+  }
+  void WillRead(std::string_view key, uint64_t, uint64_t) override {
+    inner_->WillRead(key, 0, UINT64_MAX);  // the header and the frames
+  }
+
   Result<ObjectInfo> Head(std::string_view key) override {
     NX_ASSIGN_OR_RETURN(ObjectInfo info, inner_->Head(key));
     auto h = headers_.Get(key);
@@ -276,6 +338,44 @@ class FrameStore final : public ObjectStore {
         codec_.VerifyFrames(key, *h, first, last, std::string_view(*out).substr(from, to - from)));
     Trim(out, from + skip, n);
     return Status::OK();
+  }
+
+  // ReadTo of [off, off+len) inside the original bytes of verbatim object `h`.
+  Status ReadVerbatim(std::string_view key, const FrameHeader& h, uint64_t off, size_t len,
+                      char* out) {
+    const uint64_t fs = h.frame_size, end = off + len;
+    size_t first = off / fs, last = (end - 1) / fs;
+    auto frame_begin = [&](size_t i) { return uint64_t(i) * fs; };
+    auto frame_end = [&](size_t i) { return frame_begin(i) + h.frame_length(i); };
+    // A frame the range covers in part: read whole, verified, its part copied.
+    auto partial = [&](size_t i) -> Status {
+      std::string buf;
+      const auto& e = h.frames[i];
+      NX_TRY(inner_->GetInto(key, e.offset, e.stored_size, &buf));
+      if (buf.size() != e.stored_size) {
+        return Status::IOError("get " + std::string(key) + ": the object ends inside frame " +
+                               std::to_string(i));
+      }
+      NX_TRY(codec_.VerifyFrames(key, h, i, i, buf));
+      const uint64_t a = std::max(off, frame_begin(i)), b = std::min(end, frame_end(i));
+      std::memcpy(out + (a - off), buf.data() + (a - frame_begin(i)), b - a);
+      return Status::OK();
+    };
+    if (off > frame_begin(first) || (first == last && end < frame_end(first))) {
+      NX_TRY(partial(first));
+      if (first == last) return Status::OK();
+      ++first;
+    }
+    if (end < frame_end(last)) {
+      NX_TRY(partial(last));
+      if (last == first) return Status::OK();
+      --last;
+    }
+    // Frames [first, last] are covered whole: straight into `out`, verified there.
+    const uint64_t from = frame_begin(first), n = frame_end(last) - from;
+    char* dst = out + (from - off);
+    NX_TRY(inner_->ReadTo(key, h.frames[first].offset, n, dst));
+    return codec_.VerifyFrames(key, h, first, last, std::string_view(dst, n));
   }
 
   // The frames covering [off, off+len) of the original bytes (off < original_size, len > 0):

@@ -87,6 +87,22 @@ class MeteredStore final : public ObjectStore {
     r.Done(s.ok(), s.ok() ? out->size() : 0);
     return s;
   }
+  Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out) override {
+    Request r(get_);
+    Status s = inner_->ReadTo(key, off, len, out);
+    r.Done(s.ok(), s.ok() ? len : 0);
+    return s;
+  }
+  Result<MappedRange> MapRange(std::string_view key, uint64_t off, size_t len) override {
+    Request r(get_);
+    auto m = inner_->MapRange(key, off, len);
+    r.Done(m.has_value(), m ? len : 0);
+    return m;
+  }
+  bool ReadsLocally() const override { return inner_->ReadsLocally(); }
+  void WillRead(std::string_view key, uint64_t off, uint64_t len) override {
+    inner_->WillRead(key, off, len);
+  }
   Result<ObjectInfo> Head(std::string_view key) override {
     Request r(head_);
     auto v = inner_->Head(key);

@@ -1,5 +1,7 @@
 #include "object/object_store.h"
 
+#include <cstring>
+
 #include "common/url.h"
 #include "object/stores.h"
 
@@ -46,6 +48,21 @@ Status ObjectStore::SweepLeftovers(std::string_view, int64_t, bool, Leftovers*) 
 Status ObjectStore::GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out) {
   NX_ASSIGN_OR_RETURN(*out, Get(key, off, len));
   return Status::OK();
+}
+
+Status ObjectStore::ReadTo(std::string_view key, uint64_t off, size_t len, char* out) {
+  std::string got;
+  NX_TRY(GetInto(key, off, len, &got));
+  if (got.size() != len) {
+    return Status::IOError("object " + std::string(key) + " ends before byte " +
+                           std::to_string(off + len));
+  }
+  std::memcpy(out, got.data(), len);
+  return Status::OK();
+}
+
+Result<MappedRange> ObjectStore::MapRange(std::string_view key, uint64_t, size_t) {
+  return Err(ENOTSUP, "map " + std::string(key) + ": " + Name() + " does not read locally");
 }
 
 Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(std::string_view url,

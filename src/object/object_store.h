@@ -44,6 +44,12 @@ struct StoreOptions {
   long request_timeout_ms = 120000;
 };
 
+// Bytes of an object readable where the store keeps them (ObjectStore::MapRange).
+struct MappedRange {
+  std::string_view data;
+  std::shared_ptr<const void> keep;  // holds `data` valid
+};
+
 // An object written in place (ObjectStore::NewWriter): its bytes go where the store keeps
 // objects (file://: the object's temporary file) as they are appended, instead of being gathered
 // in memory for a Put; Commit then stores it as atomically as a Put would. Destroyed without a
@@ -92,6 +98,22 @@ class ObjectStore {
   // faults nor zeroing); on success `*out` holds exactly the bytes Get would return, on failure
   // its contents are unspecified. The default calls Get.
   virtual Status GetInto(std::string_view key, uint64_t off, uint64_t len, std::string* out);
+  // Reads exactly [off, off+len) of the object into `out` (room for `len` bytes): an object
+  // that ends before off+len is an error (EIO), a missing one ENOENT. The default calls GetInto.
+  virtual Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out);
+  // True when ranged reads are served from storage on this machine whose hot bytes the
+  // operating system caches (file://, with frames stored as they are): a ranged read then costs
+  // a few system calls, so the data path reads ranges in place instead of copying whole blocks
+  // into a cache of its own.
+  virtual bool ReadsLocally() const { return false; }
+  // [off, off+len) of the object readable in place, with the checks a read makes (frames are
+  // verified), on stores that ReadsLocally(): file:// maps the object (the mapping is cached).
+  // A reader then hands the bytes on (a FUSE reply) without copying them out of the page cache
+  // first. ENOTSUP from the other stores (the default).
+  virtual Result<MappedRange> MapRange(std::string_view key, uint64_t off, size_t len);
+  // A hint that [off, off+len) of the object will be read soon (file://: the kernel starts
+  // reading it ahead). The default does nothing.
+  virtual void WillRead(std::string_view /*key*/, uint64_t /*off*/, uint64_t /*len*/) {}
   virtual Result<ObjectInfo> Head(std::string_view key) = 0;
   // Deleting a missing key succeeds.
   virtual Status Delete(std::string_view key) = 0;

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "chunk/chunk_store.h"
 #include "common/logging.h"
@@ -127,6 +128,95 @@ TEST(ChunkCorruptionTest, OneBadByteFailsOnlyItsRange) {
   ASSERT_TRUE((*chunks)->Shutdown().ok());
   auto& sinks = spdlog::default_logger()->sinks();
   sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+  fs::remove_all(dir);
+}
+
+// Frames stored as they are on file://: reads go to the objects in place, and reads handed on in
+// pieces (a FUSE reply) take the bytes from the object's mapping. Both verify what they serve.
+TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
+  char tmpl[] = "/tmp/nexus-corrupt-local-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto e = kv::Engine::Open("mem://");
+  ASSERT_TRUE(e);
+  auto m = meta::Meta::Create(std::move(*e));
+  meta::Format f;
+  f.name = "corrupt";
+  ASSERT_TRUE(m->Format(f, false).ok());
+  auto s = object::ObjectStore::Open("file://" + dir + "/data");
+  ASSERT_TRUE(s);
+  auto store = object::NewFrameStore(std::move(*s), {});
+  ASSERT_TRUE(store->ReadsLocally());
+  ChunkOptions o;
+  o.block_size = 1 << 20;
+  o.prefix = "corrupt/";
+  o.background = false;
+  o.mem_cache_size = 0;  // every read goes to the objects
+  const uint32_t bs = o.block_size;
+  const std::string data = Pattern(3 * bs);
+  meta::Context ctx;
+  auto ent = m->Create(ctx, meta::kRootIno, "f", 0644, O_RDWR);
+  ASSERT_TRUE(ent);
+  auto chunks = ChunkStore::Open(m.get(), store.get(), o);
+  ASSERT_TRUE(chunks);
+  ASSERT_TRUE((*chunks)->Write(ent->ino, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE((*chunks)->Flush(ent->ino).ok());
+
+  std::vector<ReadPiece> pieces;
+  auto read = [&](uint64_t off, size_t len, bool in_pieces) -> Result<std::string> {
+    std::string buf(len, '\0');
+    if (!in_pieces) {
+      NX_ASSIGN_OR_RETURN(size_t n, (*chunks)->Read(ent->ino, off, buf.data(), len, data.size()));
+      buf.resize(n);
+      return buf;
+    }
+    NX_ASSIGN_OR_RETURN(
+        size_t n, (*chunks)->ReadPieces(ent->ino, off, buf.data(), len, data.size(), &pieces));
+    std::string out;
+    for (const ReadPiece& p : pieces) out.append(p.data, p.len);
+    if (pieces.empty()) out = buf.substr(0, n);
+    return out;
+  };
+  // Before: pieces of a large read point into the mapped objects.
+  auto before = read(bs, bs, true);
+  ASSERT_TRUE(before) << before.error().ToString();
+  EXPECT_TRUE(*before == data.substr(bs, bs));
+  ASSERT_FALSE(pieces.empty());
+  EXPECT_TRUE(pieces[0].keep != nullptr) << "the bytes were copied, not mapped";
+
+  // Flip one byte of frame 3 of block 1 in place (the object stays mapped: the same pages).
+  std::string path;
+  for (const auto& p : fs::recursive_directory_iterator(dir + "/data")) {
+    if (p.path().filename().string().find("_1_" + std::to_string(bs)) != std::string::npos) {
+      path = p.path().string();
+    }
+  }
+  ASSERT_FALSE(path.empty());
+  const auto size = fs::file_size(path);
+  const uint64_t at = size - bs + 3 * (64 << 10) + 1000;  // the frames follow the header
+  {
+    std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    io.read(&c, 1);
+    c = static_cast<char>(c ^ 0x40);
+    io.seekp(static_cast<std::streamoff>(at));
+    io.write(&c, 1);
+  }
+  const uint64_t bad = bs + 3 * (64 << 10);
+  for (bool in_pieces : {false, true}) {
+    auto r = read(bad, 64 << 10, in_pieces);
+    ASSERT_FALSE(r) << "corrupted data was returned, pieces " << in_pieces;
+    EXPECT_EQ(r.error().code(), EIO);
+    EXPECT_EQ(read(bs, bs, in_pieces).error().code(), EIO);
+    for (uint64_t off : {uint64_t(bs), bad + (64 << 10), uint64_t(2 * bs)}) {
+      auto ok = read(off, 128 << 10, in_pieces);
+      ASSERT_TRUE(ok) << "read at " << off << ": " << ok.error().ToString();
+      EXPECT_TRUE(*ok == data.substr(off, 128 << 10)) << off;
+    }
+  }
+  pieces.clear();
+  ASSERT_TRUE((*chunks)->Shutdown().ok());
   fs::remove_all(dir);
 }
 

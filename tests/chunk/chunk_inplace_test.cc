@@ -5,11 +5,13 @@
 // the calls and can make writers fail (fault injection).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
 #include <random>
 
+#include "chunk/chunk_impl.h"
 #include "chunk/chunk_store.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -31,6 +33,12 @@ class CountingStore final : public object::ObjectStore {
     gets++;
     return inner_->Get(key, off, len);
   }
+  // Forwarded only when `local` is set: otherwise the store looks remote to the data path.
+  Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out) override {
+    read_tos++;
+    return local ? inner_->ReadTo(key, off, len, out) : ObjectStore::ReadTo(key, off, len, out);
+  }
+  bool ReadsLocally() const override { return local && inner_->ReadsLocally(); }
   Result<object::ObjectInfo> Head(std::string_view key) override { return inner_->Head(key); }
   Status Delete(std::string_view key) override { return inner_->Delete(key); }
   Result<object::ListResult> List(std::string_view prefix, std::string_view marker,
@@ -45,7 +53,8 @@ class CountingStore final : public object::ObjectStore {
     return std::make_unique<Writer>(this, std::move(w));
   }
 
-  std::atomic<int> puts{0}, gets{0}, writers{0}, commits{0};
+  std::atomic<int> puts{0}, gets{0}, read_tos{0}, writers{0}, commits{0};
+  bool local = false;  // set before a ChunkStore opens it
   // Appends fail once a writer holds this many bytes (fault injection); 0 = never.
   std::atomic<uint64_t> fail_appends_after{0};
 
@@ -113,6 +122,7 @@ class InPlaceTest : public ::testing::Test {
     o.max_uploads = 1;             // commits in order: which blocks find room in the cache is exact
     o.background = false;
     o.max_readahead = 0;
+    o.prefetch_small_reads = false;  // as a mount on file:// has it
     o.prefix = "ip/";
     auto c = ChunkStore::Open(meta_.get(), store_.get(), o);
     EXPECT_TRUE(c) << c.error().ToString();
@@ -166,7 +176,7 @@ TEST_F(InPlaceTest, LargeWritesGoStraightIntoTheBlockFiles) {
   EXPECT_EQ(Read(fresh.get(), ino, 0, data.size(), data.size()), data);
 }
 
-TEST_F(InPlaceTest, CommittedBlocksGoToTheMemoryCacheWhileItHasRoom) {
+TEST_F(InPlaceTest, OnAStoreThatIsNotLocalCommittedBlocksGoToTheMemoryCacheWhileItHasRoom) {
   const meta::Ino ino = NewFile("f");
   const std::string data = Bytes(20 << 20, 4);
   auto c = Open(16 << 20);  // room for 16 of the 20 blocks
@@ -181,6 +191,65 @@ TEST_F(InPlaceTest, CommittedBlocksGoToTheMemoryCacheWhileItHasRoom) {
   EXPECT_EQ(store_->gets.load(), 0);
   EXPECT_EQ(Read(c.get(), ino, 16 << 20, 4 << 20, data.size()), data.substr(16 << 20));
   EXPECT_EQ(store_->gets.load(), 4);
+}
+
+// On a store that reads locally the page cache holds what was written: nothing is copied into
+// the memory cache at commit, and large reads read their ranges from the objects in place.
+TEST_F(InPlaceTest, OnALocalStoreLargeReadsReadTheObjectsInPlace) {
+  store_->local = true;
+  const meta::Ino ino = NewFile("f");
+  const std::string data = Bytes(20 << 20, 5);
+  auto c = Open(64 << 20);
+  ASSERT_TRUE(c);
+  for (size_t off = 0; off < data.size(); off += 1 << 20) {
+    ASSERT_TRUE(c->Write(ino, off, data.data() + off, 1 << 20).ok());
+  }
+  ASSERT_TRUE(c->Flush(ino).ok());
+  EXPECT_EQ(store_->commits.load(), 20);
+  for (int pass = 1; pass <= 2; ++pass) {
+    EXPECT_EQ(Read(c.get(), ino, 0, data.size(), data.size()), data);
+    EXPECT_EQ(store_->read_tos.load(), 20 * pass) << "one ranged read per block, every pass";
+    EXPECT_EQ(store_->gets.load(), 0) << "no whole block is fetched";
+  }
+  // A quarter block or more at an offset inside a block: its range only.
+  EXPECT_EQ(Read(c.get(), ino, (3 << 20) + 4097, 300000, data.size()),
+            data.substr((3 << 20) + 4097, 300000));
+  EXPECT_EQ(store_->read_tos.load(), 41);
+  EXPECT_EQ(store_->gets.load(), 0);
+}
+
+// Small random reads on a local store: each reads its range, and the block follows into the
+// memory cache in the background while the cache has room; later reads of it are from memory.
+TEST_F(InPlaceTest, OnALocalStoreSmallReadsLoadTheirBlockWhileTheCacheHasRoom) {
+  store_->local = true;
+  const meta::Ino ino = NewFile("f");
+  const std::string data = Bytes(18 << 20, 6);
+  auto c = Open(16 << 20);  // room for 16 of the 18 blocks
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Write(ino, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c->Flush(ino).ok());
+  auto small_read = [&](uint32_t block, uint32_t at) {
+    const uint64_t off = (uint64_t(block) << 20) + at;
+    EXPECT_EQ(Read(c.get(), ino, off, 4096, data.size()), data.substr(off, 4096)) << off;
+  };
+  // Waits until the background loads are in the cache (the next read's room check sees them).
+  const auto& cache = static_cast<ChunkStoreImpl*>(c.get())->memory_cache();
+  auto wait_gets = [&](int n) {
+    for (int i = 0; i < 500 && cache.Stats().bytes < uint64_t(n) << 20; ++i) usleep(10000);
+    EXPECT_EQ(store_->gets.load(), n);
+    EXPECT_EQ(cache.Stats().bytes, uint64_t(n) << 20);
+  };
+  for (uint32_t block = 0; block < 18; ++block) {
+    small_read(block, 8192);
+    EXPECT_EQ(store_->read_tos.load(), int(block) + 1) << "the first read of a block: its range";
+    wait_gets(std::min<int>(block + 1, 16));  // the last two find no room
+  }
+  for (uint32_t block = 0; block < 16; ++block) small_read(block, 100000 + block * 4096);
+  EXPECT_EQ(store_->read_tos.load(), 18) << "the first 16 blocks are read from memory";
+  small_read(17, 100000);
+  EXPECT_EQ(store_->read_tos.load(), 19);
+  usleep(50000);
+  EXPECT_EQ(store_->gets.load(), 16) << "a full cache loads nothing more";
 }
 
 TEST_F(InPlaceTest, SmallWritesAreBufferedAsBefore) {

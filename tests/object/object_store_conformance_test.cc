@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 #include <thread>
@@ -93,6 +94,47 @@ TEST_P(StoreTest, RangedGets) {
   EXPECT_EQ(*store_->Get("r", 20000, 10), "");
   EXPECT_EQ(*store_->Get("r", 5, 0), "");
   EXPECT_EQ(*store_->Get("r", 0), data);
+}
+
+TEST_P(StoreTest, ReadToReadsExactRanges) {
+  // Ranges inside one 64 KiB frame, across a frame bound, on frame bounds, over many frames,
+  // to the end of the object, and the whole object.
+  const std::string data = Random((1 << 20) + 12345, 3);
+  ASSERT_TRUE(store_->Put("rt", data).ok());
+  const uint64_t f = 65536, n = data.size();
+  const std::pair<uint64_t, uint64_t> ranges[] = {
+      {0, 1},         {100, 50},         {f - 1, 2}, {f, f}, {3 * f, 5 * f},
+      {1000, 300000}, {n - 7, 7},        {f, n - f}, {0, n}, {5 * f + 10, 2 * f - 20},
+      {f + 1, f - 2}, {2 * f - 3, f + 3}};
+  for (auto [off, len] : ranges) {
+    std::string out(len, 'x');
+    ASSERT_TRUE(store_->ReadTo("rt", off, len, out.data()).ok()) << off << "+" << len;
+    EXPECT_TRUE(out == data.substr(off, len)) << off << "+" << len;
+    // Stores that read locally also hand the bytes out in place; the others say they cannot.
+    auto m = store_->MapRange("rt", off, len);
+    if (!store_->ReadsLocally()) {
+      EXPECT_FALSE(m);
+      continue;
+    }
+    ASSERT_TRUE(m) << m.error().ToString();
+    EXPECT_TRUE(m->data == std::string_view(data).substr(off, len)) << off << "+" << len;
+    EXPECT_TRUE(m->keep != nullptr);
+  }
+  if (store_->ReadsLocally()) {
+    EXPECT_FALSE(store_->MapRange("rt", n - 5, 10)) << "past the end";
+    EXPECT_EQ(store_->MapRange("missing", 0, 10).error().code(), ENOENT);
+    // A replaced object is mapped again, not served from the old mapping.
+    const std::string other = Random(n, 9);
+    ASSERT_TRUE(store_->Put("rt", other).ok());
+    EXPECT_TRUE(store_->MapRange("rt", 0, n)->data == other);
+    ASSERT_TRUE(store_->Delete("rt").ok());
+    EXPECT_EQ(store_->MapRange("rt", 0, 10).error().code(), ENOENT);
+  }
+  std::string out(10, '\0');
+  EXPECT_FALSE(store_->ReadTo("rt", n - 5, 10, out.data()).ok()) << "past the end";
+  EXPECT_FALSE(store_->ReadTo("rt", n + 5, 10, out.data()).ok()) << "past the end";
+  EXPECT_EQ(store_->ReadTo("missing", 0, 10, out.data()).code(), ENOENT);
+  EXPECT_EQ(store_->ReadsLocally(), GetParam() == "file" || GetParam() == "file_frames");
 }
 
 TEST_P(StoreTest, EmptyAndLargeObjects) {
@@ -220,6 +262,50 @@ INSTANTIATE_TEST_SUITE_P(Stacks, StoreTest,
                                            "mem_zstd", "file_zstd", "mem_aes", "file_aes",
                                            "mem_zstd_aes", "file_lz4_aes"),
                          [](const auto& info) { return info.param; });
+
+// A damaged byte fails the reads of the frame it is in, and only those, however the range is
+// cut (whole frames read in place, or a frame read in part), by ReadTo and by MapRange.
+TEST(FramedFileStoreTest, ReadsVerifyTheFramesTheyRead) {
+  for (const std::string stack : {"file_frames", "file_lz4", "file_aes"}) {
+    SCOPED_TRACE(stack);
+    char tmpl[] = "/tmp/nexus-obj-frames-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl;
+    auto opened = ObjectStore::Open("file://" + dir + "/bucket");
+    ASSERT_TRUE(opened);
+    auto store = WrapStack(std::move(*opened), stack);
+    const std::string data = Random(8 * 65536, 4);
+    ASSERT_TRUE(store->Put("v/rt", data).ok());
+    const std::string path = dir + "/bucket/v/rt";
+    const auto size = fs::file_size(path);
+    {
+      // The file's last byte belongs to the last frame (its data, or its tag when encrypted).
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(static_cast<std::streamoff>(size - 1));
+      char c = 0;
+      f.read(&c, 1);
+      c = static_cast<char>(c ^ 0x5a);
+      f.seekp(static_cast<std::streamoff>(size - 1));
+      f.write(&c, 1);
+    }
+    std::string out(4 * 65536, '\0');
+    EXPECT_FALSE(store->ReadTo("v/rt", 7 * 65536, 65536, out.data()).ok()) << "whole frame";
+    EXPECT_FALSE(store->ReadTo("v/rt", 7 * 65536 + 100, 10, out.data()).ok()) << "part of it";
+    EXPECT_FALSE(store->ReadTo("v/rt", 4 * 65536, 4 * 65536, out.data()).ok()) << "a span";
+    ASSERT_TRUE(store->ReadTo("v/rt", 3 * 65536 + 5, 4 * 65536 - 5, out.data()).ok());
+    EXPECT_TRUE(out.substr(0, 4 * 65536 - 5) == data.substr(3 * 65536 + 5, 4 * 65536 - 5));
+    if (store->ReadsLocally()) {
+      EXPECT_FALSE(store->MapRange("v/rt", 7 * 65536 + 100, 10)) << "mapped, part of it";
+      EXPECT_FALSE(store->MapRange("v/rt", 6 * 65536, 2 * 65536)) << "mapped, a span";
+      auto good = store->MapRange("v/rt", 65536 + 7, 5 * 65536);
+      ASSERT_TRUE(good) << good.error().ToString();
+      EXPECT_TRUE(good->data == std::string_view(data).substr(65536 + 7, 5 * 65536));
+    }
+    EXPECT_EQ(store->ReadsLocally(), stack == "file_frames");
+    store.reset();
+    fs::remove_all(dir);
+  }
+}
 
 TEST(ObjectStoreOpenTest, Errors) {
   EXPECT_EQ(ObjectStore::Open("ftp://x/y").error().code(), EINVAL);
