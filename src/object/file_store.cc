@@ -19,6 +19,7 @@
 
 #include "common/buffer.h"
 #include "object/mapped_files.h"
+#include "object/spare_files.h"
 #include "object/stores.h"
 
 namespace nexus::object {
@@ -191,6 +192,10 @@ class FileStore final : public ObjectStore {
     for (auto end = std::filesystem::recursive_directory_iterator(); it != end; it.increment(ec)) {
       if (ec) return OsError(ec.value(), "sweep", root);
       const std::string rel = it->path().string().substr(dir_.size() + 1);
+      if (rel == SpareFiles::kDirName) {  // spare files: SpareFiles removes its own orphans
+        it.disable_recursion_pending();
+        continue;
+      }
       if (rel.compare(0, prefix.size(), prefix) != 0 &&
           std::string_view(prefix).substr(0, rel.size()) != rel) {
         if (it->is_directory()) it.disable_recursion_pending();
@@ -225,6 +230,7 @@ class FileStore final : public ObjectStore {
   Status OpenTemp(std::string_view key, TempFile* t, int mode) {
     const std::string path = Path(key);
     t->parent = path.substr(0, path.rfind('/'));
+    if (spares_.Take(&t->fd, &t->path)) return Status::OK();  // opened read-write
     t->path = t->parent + "/" + std::string(kTmpPrefix) + std::to_string(getpid()) + "-" +
               std::to_string(seq_.fetch_add(1));
     t->fd = open(t->path.c_str(), mode | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -238,15 +244,27 @@ class FileStore final : public ObjectStore {
     return Status::OK();
   }
 
+  // Renames the temporary file over `key`, making the key's directory when it is missing (a
+  // spare file was created elsewhere).
+  Status MoveInto(const TempFile& t, std::string_view key) {
+    const std::string path = Path(key);
+    if (rename(t.path.c_str(), path.c_str()) == 0) return Status::OK();
+    if (errno == ENOENT && access(t.path.c_str(), F_OK) == 0) {
+      std::error_code ec;
+      std::filesystem::create_directories(t.parent, ec);
+      if (ec) return OsError(ec.value(), "put (mkdir)", key);
+      if (rename(t.path.c_str(), path.c_str()) == 0) return Status::OK();
+    }
+    return OsError(errno, "put (rename)", key);
+  }
+
   // Closes the temporary file and, when `s` is OK, moves it over `key` (fsyncing with
   // sync_puts); removes it otherwise.
   Status Finish(std::string_view key, TempFile* t, Status s) {
     if (s.ok() && options_.sync_puts && fsync(t->fd) != 0) s = OsError(errno, "put (fsync)", key);
     if (close(t->fd) != 0 && s.ok()) s = OsError(errno, "put (close)", key);
     t->fd = -1;
-    if (s.ok() && rename(t->path.c_str(), Path(key).c_str()) != 0) {
-      s = OsError(errno, "put (rename)", key);
-    }
+    if (s.ok()) s = MoveInto(*t, key);
     if (s.ok()) maps_.Forget(key);
     if (!s.ok()) {
       unlink(t->path.c_str());
@@ -317,9 +335,7 @@ class FileStore final : public ObjectStore {
       if (store_->options_.sync_puts && fsync(temp.fd) != 0) {
         return OsError(errno, "put (fsync)", key_);
       }
-      if (rename(temp.path.c_str(), store_->Path(key_).c_str()) != 0) {
-        return OsError(errno, "put (rename)", key_);
-      }
+      NX_TRY(store_->MoveInto(temp, key_));
       store_->maps_.Forget(key_);
       close(temp.fd);
       temp.fd = -1;
@@ -451,6 +467,7 @@ class FileStore final : public ObjectStore {
   // Objects mapped by MapRange. 1,024 blocks of 4 MiB are 4 GiB of address space, none of it
   // memory of its own: the pages are the page cache's.
   MappedFiles maps_{1024};
+  SpareFiles spares_{dir_, 4};  // files for Puts and writers, created ahead
 };
 
 }  // namespace

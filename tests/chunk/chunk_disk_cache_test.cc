@@ -38,7 +38,10 @@ class ChunkDiskCacheTest : public ::testing::Test {
     ASSERT_TRUE(s);
     store_ = std::move(*s);
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    store_.reset();  // a file store's spare-file thread goes with it
+    fs::remove_all(root_);
+  }
 
   std::unique_ptr<ChunkStore> OpenChunks() {
     ChunkOptions o;

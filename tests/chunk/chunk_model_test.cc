@@ -143,6 +143,7 @@ struct Env {
   }
   ~Env() {
     chunks.reset();
+    store.reset();  // a file store's spare-file thread goes with it
     if (!dir.empty()) fs::remove_all(dir);
   }
   size_t BlockObjects() {

@@ -72,7 +72,10 @@ class WritebackTest : public ::testing::Test {
     ASSERT_TRUE(s);
     store_ = std::make_unique<OutageStore>(std::move(*s));
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    store_.reset();  // a file store's spare-file thread goes with it
+    fs::remove_all(root_);
+  }
 
   ChunkOptions Options(bool writeback = true) {
     ChunkOptions o;

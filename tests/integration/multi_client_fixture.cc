@@ -84,6 +84,10 @@ size_t CountFiles(const std::string& dir) {
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == ".nxtmp-spare") {  // empty files made ahead, not objects
+      it.disable_recursion_pending();
+      continue;
+    }
     if (it->is_regular_file(ec)) ++n;
   }
   return n;

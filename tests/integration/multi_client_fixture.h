@@ -28,7 +28,7 @@ std::string NewServerMetaUrl(const std::string& engine, std::string* skip);
 // The pid of the nexusfs process serving `mountpoint` (0 when none).
 pid_t ServingPid(const std::string& mountpoint);
 
-// Files (objects) under `dir`, recursively.
+// Files (objects) under `dir`, recursively; a file store's spare files are not objects.
 size_t CountFiles(const std::string& dir);
 
 // Opens the volume's Meta directly (a third client, without a session) for checks.

@@ -323,6 +323,7 @@ TEST(FileStoreTest, LeavesNoTemporaryFilesAndSyncsWhenAsked) {
   auto s = ObjectStore::Open(std::string("file://") + tmpl, o);
   ASSERT_TRUE(s);
   for (int i = 0; i < 20; ++i) ASSERT_TRUE((*s)->Put("d/k" + std::to_string(i), "v").ok());
+  s->reset();  // its spare files go with it
   size_t files = 0;
   for (const auto& e : fs::recursive_directory_iterator(tmpl)) {
     if (e.is_regular_file()) {
@@ -331,6 +332,40 @@ TEST(FileStoreTest, LeavesNoTemporaryFilesAndSyncsWhenAsked) {
     }
   }
   EXPECT_EQ(files, 20u);
+  fs::remove_all(tmpl);
+}
+
+// Puts and writers take files created ahead of need from <dir>/.nxtmp-spare; a store removes
+// its unused ones when it goes, and the spares of a process that died at its next start.
+TEST(FileStoreTest, SpareFilesAreRemovedAndOrphansCleanedUp) {
+  char tmpl[] = "/tmp/nexus-obj-spare-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string spare_dir = std::string(tmpl) + "/.nxtmp-spare";
+  ASSERT_TRUE(fs::create_directory(spare_dir));
+  const std::string orphan = spare_dir + "/.nxtmp-999999999-0";  // above any pid_max
+  std::ofstream(orphan).put('x');
+  const std::string live = spare_dir + "/.nxtmp-1-0";  // init never dies: not an orphan
+  std::ofstream(live).put('x');
+  {
+    auto s = ObjectStore::Open(std::string("file://") + tmpl);
+    ASSERT_TRUE(s);
+    std::string data(3 << 20, 'd');
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_TRUE((*s)->Put("v/k" + std::to_string(i), data).ok());
+      if (i % 10 == 0) usleep(20000);  // the spare thread fills in
+    }
+    for (int i = 0; i < 50; ++i)
+      EXPECT_EQ((*s)->Get("v/k" + std::to_string(i))->size(), data.size());
+    for (int i = 0; i < 200 && fs::exists(orphan); ++i) usleep(10000);
+    EXPECT_FALSE(fs::exists(orphan));
+    EXPECT_TRUE(fs::exists(live));
+    auto listed = (*s)->List("", "", 0);
+    ASSERT_TRUE(listed);
+    EXPECT_EQ(listed->objects.size(), 50u) << "spare files are never listed";
+  }
+  size_t spares = 0;
+  for (const auto& e : fs::directory_iterator(spare_dir)) spares += e.path() != live;
+  EXPECT_EQ(spares, 0u) << "the store's unused spares are removed with it";
   fs::remove_all(tmpl);
 }
 
