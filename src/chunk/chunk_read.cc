@@ -274,11 +274,12 @@ constexpr uint32_t kLocalSmallRead = 64 << 10;
 Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint32_t len,
                                  ReadSink& sink, size_t at, bool sequential) {
   const uint32_t bs = opts_.block_size;
-  while (len > 0) {
+  // Each pass serves `take` bytes (up to the end of a block) and continues with the rest.
+  for (uint32_t take = 0; len > 0; at += take, off += take, len -= take) {
     char* out = sink.at(at);
     uint32_t blk = off / bs, in = off % bs;
     uint32_t blk_size = std::min(bs, size - blk * bs);
-    uint32_t take = std::min(len, blk_size - in);
+    take = std::min(len, blk_size - in);
     const std::string key = BlockKey(opts_.prefix, id, blk, blk_size);
     std::shared_ptr<const std::string> data = cache_.Get(key);
     if (!data && local_ && (take >= kLocalSmallRead || sequential)) {
@@ -291,17 +292,11 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       if (sink.takes_pieces() && !staging_) {
         if (auto m = store_->MapRange(key, in, take); m && m->data.size() == take) {
           sink.Mapped(at, m->data, std::move(m->keep));
-          at += take;
-          off += take;
-          len -= take;
           continue;
         }
       }
       NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
       sink.Filled(at, take);
-      at += take;
-      off += take;
-      len -= take;
       continue;
     }
     // A streaming reader, or a block already on its way: wait for the whole block rather than
@@ -314,9 +309,6 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
     if (!data && disk_ && take < bs / 4 && !whole) {
       if (disk_->ReadRange(key, in, take, out)) {
         sink.Filled(at, take);
-        at += take;
-        off += take;
-        len -= take;
         continue;
       }
     } else if (!data) {
@@ -332,9 +324,6 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
         pool->TrySubmit([this, id, blk, blk_size] { (void)FetchBlock(id, blk, blk_size); });
       }
       sink.Filled(at, take);
-      at += take;
-      off += take;
-      len -= take;
       continue;
     }
     if (!data) {
@@ -342,18 +331,12 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       if (!got && whole) {  // a damaged block: only the frames under this small read matter
         NX_TRY(ReadRange(id, blk, blk_size, in, take, out));
         sink.Filled(at, take);
-        at += take;
-        off += take;
-        len -= take;
         continue;
       }
       if (!got) return got.error();
       data = std::move(*got);
     }
     sink.Block(at, data, in, take);
-    at += take;
-    off += take;
-    len -= take;
   }
   return Status::OK();
 }

@@ -166,52 +166,35 @@ class FrameStore final : public ObjectStore {
   Status ReadTo(std::string_view key, uint64_t off, size_t len, char* out) override {
     NX_TRY(ValidateKey(key));
     if (len == 0) return Status::OK();
-    for (int attempt = 0;; ++attempt) {
-      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
-      const bool cached = h != nullptr;
-      if (!h) {
-        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
-      }
-      if (!h->verbatim() || off >= h->original_size || len > h->original_size - off) {
-        return ObjectStore::ReadTo(key, off, len, out);
-      }
-      Status s = ReadVerbatim(key, *h, off, len, out);
-      if (s.ok()) return s;
-      headers_.Remove(key);
-      if (cached && s.code() != ENOENT) continue;  // a stale header? once more with a fresh one
-      return s;
-    }
+    bool other = false;  // not verbatim, or a range past the end: the default reports it
+    Status s = WithHeader(key, [&](const FrameHeader& h) -> Status {
+      other = !h.verbatim() || off >= h.original_size || len > h.original_size - off;
+      return other ? Status::OK() : ReadVerbatim(key, h, off, len, out);
+    });
+    return other ? ObjectStore::ReadTo(key, off, len, out) : s;
   }
 
   // Verbatim frames: the frames covering the range are mapped and verified where they are.
   Result<MappedRange> MapRange(std::string_view key, uint64_t off, size_t len) override {
     NX_TRY(ValidateKey(key));
-    for (int attempt = 0;; ++attempt) {
-      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
-      const bool cached = h != nullptr;
-      if (!h) {
-        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+    MappedRange out;
+    bool other = false;  // not verbatim: the default says no
+    NX_TRY(WithHeader(key, [&](const FrameHeader& h) -> Status {
+      other = !h.verbatim();
+      if (other) return Status::OK();
+      if (off > h.original_size || len > h.original_size - off) {
+        return Status::Errno(EIO, "get " + std::string(key) + ": the object ends before byte " +
+                                      std::to_string(off + len));
       }
-      if (!h->verbatim()) return ObjectStore::MapRange(key, off, len);
-      if (off > h->original_size || len > h->original_size - off) {
-        return Err(EIO, "get " + std::string(key) + ": the object ends before byte " +
-                            std::to_string(off + len));
-      }
-      if (len == 0) return MappedRange{};
-      const auto [n, first, last, from, to, skip] = Span(*h, off, len);
-      auto m = inner_->MapRange(key, from, to - from);
-      if (!m) {
-        if (m.error().code() == ENOENT) headers_.Remove(key);
-        return m;
-      }
-      Status s = codec_.VerifyFrames(key, *h, first, last, m->data);
-      if (s.ok()) {
-        m->data = m->data.substr(skip, n);
-        return m;
-      }
-      headers_.Remove(key);
-      if (!cached) return Err(std::move(s));
-    }
+      if (len == 0) return Status::OK();
+      const auto [n, first, last, from, to, skip] = Span(h, off, len);
+      NX_ASSIGN_OR_RETURN(out, inner_->MapRange(key, from, to - from));
+      NX_TRY(codec_.VerifyFrames(key, h, first, last, out.data));
+      out.data = out.data.substr(skip, n);
+      return Status::OK();
+    }));
+    if (other) return ObjectStore::MapRange(key, off, len);
+    return out;
   }
 
   bool ReadsLocally() const override {
@@ -304,6 +287,24 @@ class FrameStore final : public ObjectStore {
       return Status::OK();
     }
   };
+  // Runs `read` with the object's header: the cached one, and when the read fails with it (an
+  // object that is not missing), once more with the header fetched afresh, which a stale cache
+  // entry (another client rewrote the object) would explain. A failure forgets the header.
+  template <typename Read>
+  Status WithHeader(std::string_view key, Read read) {
+    for (int attempt = 0;; ++attempt) {
+      std::shared_ptr<const FrameHeader> h = attempt == 0 ? headers_.Get(key) : nullptr;
+      const bool cached = h != nullptr;
+      if (!h) {
+        NX_ASSIGN_OR_RETURN(h, FetchHeader(key));
+      }
+      Status s = read(*h);
+      if (s.ok()) return s;
+      headers_.Remove(key);
+      if (!cached || s.code() == ENOENT) return s;
+    }
+  }
+
   // Reads and verifies the header and table: one GET, two for a table past kHeaderProbe.
   Result<std::shared_ptr<const FrameHeader>> FetchHeader(std::string_view key) {
     NX_ASSIGN_OR_RETURN(std::string prefix, inner_->Get(key, 0, kHeaderProbe));
