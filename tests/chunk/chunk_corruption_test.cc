@@ -31,6 +31,28 @@ std::string Pattern(size_t n) {
   return s;
 }
 
+// Metadata of a volume "corrupt" formatted in memory.
+std::unique_ptr<meta::Meta> FormattedMeta() {
+  auto e = kv::Engine::Open("mem://");
+  EXPECT_TRUE(e);
+  if (!e) return nullptr;
+  auto m = meta::Meta::Create(std::move(*e));
+  meta::Format f;
+  f.name = "corrupt";
+  EXPECT_TRUE(m->Format(f, false).ok());
+  return m;
+}
+
+// The file of block `index` (of `bs` bytes) of the only slice under `dir`/data, or "".
+std::string BlockFile(const std::string& dir, uint32_t index, uint32_t bs) {
+  const std::string tag = "_" + std::to_string(index) + "_" + std::to_string(bs);
+  std::string path;
+  for (const auto& p : fs::recursive_directory_iterator(dir + "/data")) {
+    if (p.path().filename().string().find(tag) != std::string::npos) path = p.path().string();
+  }
+  return path;
+}
+
 TEST(ChunkCorruptionTest, OneBadByteFailsOnlyItsRange) {
   char tmpl[] = "/tmp/nexus-corrupt-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
@@ -38,12 +60,8 @@ TEST(ChunkCorruptionTest, OneBadByteFailsOnlyItsRange) {
   auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
   spdlog::default_logger()->sinks().push_back(sink);
 
-  auto e = kv::Engine::Open("mem://");
-  ASSERT_TRUE(e);
-  auto m = meta::Meta::Create(std::move(*e));
-  meta::Format f;
-  f.name = "corrupt";
-  ASSERT_TRUE(m->Format(f, false).ok());
+  auto m = FormattedMeta();
+  ASSERT_NE(m, nullptr);
   object::FrameOptions frames;
   frames.compression = object::Compression::kZstd;
   auto open_store = [&] {
@@ -69,12 +87,7 @@ TEST(ChunkCorruptionTest, OneBadByteFailsOnlyItsRange) {
     ASSERT_TRUE((*chunks)->Shutdown().ok());
   }
   // Flip one byte inside frame 3 of block 1 (original bytes [bs + 192 KiB, bs + 256 KiB)).
-  std::string path;
-  for (const auto& p : fs::recursive_directory_iterator(dir + "/data")) {
-    if (p.path().filename().string().find("_1_" + std::to_string(bs)) != std::string::npos) {
-      path = p.path().string();
-    }
-  }
+  const std::string path = BlockFile(dir, 1, bs);
   ASSERT_FALSE(path.empty());
   std::string object;
   {
@@ -137,12 +150,8 @@ TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
   char tmpl[] = "/tmp/nexus-corrupt-local-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
-  auto e = kv::Engine::Open("mem://");
-  ASSERT_TRUE(e);
-  auto m = meta::Meta::Create(std::move(*e));
-  meta::Format f;
-  f.name = "corrupt";
-  ASSERT_TRUE(m->Format(f, false).ok());
+  auto m = FormattedMeta();
+  ASSERT_NE(m, nullptr);
   auto s = object::ObjectStore::Open("file://" + dir + "/data");
   ASSERT_TRUE(s);
   auto store = object::NewFrameStore(std::move(*s), {});
@@ -185,12 +194,7 @@ TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
   EXPECT_TRUE(pieces[0].keep != nullptr) << "the bytes were copied, not mapped";
 
   // Flip one byte of frame 3 of block 1 in place (the object stays mapped: the same pages).
-  std::string path;
-  for (const auto& p : fs::recursive_directory_iterator(dir + "/data")) {
-    if (p.path().filename().string().find("_1_" + std::to_string(bs)) != std::string::npos) {
-      path = p.path().string();
-    }
-  }
+  const std::string path = BlockFile(dir, 1, bs);
   ASSERT_FALSE(path.empty());
   const auto size = fs::file_size(path);
   const uint64_t at = size - bs + 3 * (64 << 10) + 1000;  // the frames follow the header
