@@ -4,12 +4,17 @@
 # 1, default mount options) and s3fs (bucket 2). On both:
 #   - fio sequential 1 MiB writes of one 1 GiB file (end_fsync=1), then
 #   - both file systems are unmounted and mounted again (so the kernel page cache of the file is
-#     gone; neither has a local data cache by default), then fio sequential 1 MiB reads of it;
+#     gone), then fio sequential 1 MiB reads of it. At their defaults s3fs has no local data
+#     cache and NexusFS has one (in /var/cache/nexusfs/<uuid> as root, filled by its own
+#     writes), so NexusFS is then read once more after a remount with --cache-dir none (and
+#     no NX_MOUNT_OPTS): the "cold" row, every block from s3rver;
 #   - creation of 1,000 files of 4 KiB (open O_CREAT, one write, close), files/s.
 # Prints a table with both and the ratio NexusFS / s3fs, then unmounts everything and stops
 # s3rver (also on failure).
 #
 #   bench/s3fs_compare.sh WORKDIR
+#
+# The default cache directory of the volume formatted here is removed at the end.
 #
 # Needs: s3fs (Debian package s3fs), s3rver (scripts/install-deps.sh --test; or $NEXUS_S3RVER),
 # fio, perl. Installs nothing. Environment: NEXUSFS (default build/nexusfs), SEQ_SIZE (1G),
@@ -48,7 +53,7 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 run=$work/s3fs-compare.$$
 mkdir -p "$run"/{s3rver,nx,s3fs}
-s3rver_pid='' nx_pid='' s3fs_pid=''
+s3rver_pid='' nx_pid='' s3fs_pid='' nx_cache=''
 
 # PERF=1: record the NexusFS mount process (perf record -g) during each phase into
 # WORKDIR/perf-PHASE.data (kept), for `perf report -i`.
@@ -90,6 +95,7 @@ cleanup() {
     kill "$s3rver_pid" 2>/dev/null || true
     wait "$s3rver_pid" 2>/dev/null || true
   fi
+  [[ -n $nx_cache ]] && rm -rf "$nx_cache"
   if ((rc != 0)); then
     for log in s3rver.log nexusfs.log nexusfs.out s3fs.log; do
       [[ -s $run/$log ]] && { echo "--- last lines of $log" >&2; tail -n 15 "$run/$log" >&2; }
@@ -130,8 +136,17 @@ endpoint=http://127.0.0.1:$port
 
 # NexusFS. Mounted in the foreground in a background job (same options as -d) so that its pid is
 # known: for the unmount wait, for perf, and for cleanup.
+# shellcheck disable=SC2086 # NX_FORMAT_OPTS is a list of flags
 "$nx" format "rocksdb://$run/meta" bench --storage s3 --bucket "$endpoint/nexusfs-bench" \
   --access-key S3RVER --secret-key S3RVER ${NX_FORMAT_OPTS:-} >/dev/null
+# Where a mount without --cache-dir keeps this volume's disk cache (cmd_mount.cc, DefaultCacheBase).
+uuid=$("$nx" status "rocksdb://$run/meta" | sed -n 's/^ *"uuid": "\(.*\)",\{0,1\}$/\1/p')
+[[ -n $uuid ]] || die "cannot read the volume's uuid from nexusfs status"
+if (($(id -u) == 0)); then
+  nx_cache=/var/cache/nexusfs/$uuid
+else
+  nx_cache=${XDG_CACHE_HOME:-$HOME/.cache}/nexusfs/$uuid
+fi
 wait_mount() {  # DIR PID NAME
   for _ in $(seq 300); do
     mountpoint -q "$1" && return 0
@@ -140,12 +155,13 @@ wait_mount() {  # DIR PID NAME
   done
   die "$3 did not mount within 30 s"
 }
-mount_nx() {
-  # shellcheck disable=SC2086 # NX_MOUNT_OPTS is a list of flags
-  "$nx" mount "rocksdb://$run/meta" "$run/nx" --log "$run/nexusfs.log" ${NX_MOUNT_OPTS:-} >>"$run/nexusfs.out" 2>&1 &
+mount_nx_with() {  # mount flags
+  "$nx" mount "rocksdb://$run/meta" "$run/nx" --log "$run/nexusfs.log" "$@" >>"$run/nexusfs.out" 2>&1 &
   nx_pid=$!
   wait_mount "$run/nx" "$nx_pid" nexusfs
 }
+# shellcheck disable=SC2086 # NX_MOUNT_OPTS is a list of flags
+mount_nx() { mount_nx_with ${NX_MOUNT_OPTS:-}; }
 
 # s3fs: path-style requests to the plain-http endpoint; everything else at its defaults.
 printf 'S3RVER:S3RVER\n' >"$run/passwd"
@@ -223,7 +239,7 @@ echo "== $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 
 echo "   s3rver $("$s3rver" --version) at $endpoint (data in $run/s3rver)"
 echo "   $(s3fs --version 2>&1 | head -1)"
 echo "   s3fs options: -o ${s3fs_opts//$run/WORK}"
-echo "   nexusfs mount options: ${NX_MOUNT_OPTS:-defaults (no local cache dir)}"
+echo "   nexusfs mount options: ${NX_MOUNT_OPTS:-defaults (disk cache in ${nx_cache//$run/WORK})}"
 echo "   nexusfs format options: ${NX_FORMAT_OPTS:-defaults (4 MiB blocks)}"
 
 for fs in nx s3fs; do
@@ -239,8 +255,17 @@ for fs in nx s3fs; do
   [[ $(stat -c %s "$run/$fs/seq.dat") == "$bytes" ]] || die "$fs: seq.dat has the wrong size"
   phase r "$fs" fio_job "$run/$fs" seqr read >"$run/out"
   read -r "result[$fs.r.fio]" "result[$fs.r.wall]" <"$run/out"
-  rm -f "$run/$fs/seq.dat"
 done
+# NexusFS without its local cache (and without NX_MOUNT_OPTS): every block from s3rver. s3fs
+# read that way above already. Then back to the mount under test for the small files.
+unmount "$run/nx" "$nx_pid"
+mount_nx_with --cache-dir none
+phase cold nx fio_job "$run/nx" seqr read >"$run/out"
+read -r "result[nx.cold.fio]" "result[nx.cold.wall]" <"$run/out"
+result[s3fs.cold.fio]=${result[s3fs.r.fio]} result[s3fs.cold.wall]=${result[s3fs.r.wall]}
+rm -f "$run/nx/seq.dat" "$run/s3fs/seq.dat"
+unmount "$run/nx" "$nx_pid"
+mount_nx
 for fs in nx s3fs; do
   phase small "$fs" small_create "$run/$fs" >"$run/out"
   read -r "result[$fs.small]" "result[$fs.open]" "result[$fs.write]" "result[$fs.close]" <"$run/out"
@@ -260,6 +285,8 @@ row "seq write $seq_size, 1 MiB (fio bw)" w.fio MiB/s ">= 2x"
 row "seq write $seq_size, 1 MiB (wall clock)" w.wall MiB/s ">= 2x"
 row "seq read after remount (fio bw)" r.fio MiB/s ">= 1.5x"
 row "seq read after remount (wall clock)" r.wall MiB/s ">= 1.5x"
+row "seq read, NexusFS no cache (fio bw)" cold.fio MiB/s ""
+row "seq read, NexusFS no cache (wall clock)" cold.wall MiB/s ""
 row "create $small_files x $small_size B (write+close)" small files/s ">= 10x"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -269,6 +296,7 @@ for fs in nx s3fs; do
     "$([[ $fs == nx ]] && echo NexusFS || echo s3fs)" "${result[$fs.w.cpu]}" "${result[$fs.w.srv]}" \
     "${result[$fs.r.cpu]}" "${result[$fs.r.srv]}" "${result[$fs.small.cpu]}" "${result[$fs.small.srv]}"
 done
+printf '  NexusFS read with --cache-dir none %s / %s\n' "${result[nx.cold.cpu]}" "${result[nx.cold.srv]}"
 echo "Small files, mean per file:"
 for fs in nx s3fs; do
   printf '  %-7s open(O_CREAT) %s ms, write %s ms, close %s ms\n' \

@@ -197,6 +197,9 @@ Status ChunkStoreImpl::Shutdown() {
     staging_->Stop();  // kept until destruction: the metrics collector may still read it
   }
   downloads_.reset();
+  // The blocks queued for the disk cache are written (at most max_pending of them): a remount
+  // then finds everything this client wrote.
+  if (disk_) disk_->WaitIdle();
   return first;
 }
 

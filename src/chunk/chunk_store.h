@@ -29,7 +29,11 @@ struct ChunkOptions {
   int max_downloads = 20;
   uint64_t max_readahead = 64ULL << 20;  // bytes ahead of a sequential reader
   uint64_t mem_cache_size = 256ULL << 20;
-  std::string cache_dir;                  // "" = no disk cache
+  std::string cache_dir;  // "" = no disk cache
+  // Blocks a writer uploads go to the disk cache too (as JuiceFS caches full blocks it writes),
+  // so that reading back what this client wrote costs no GET, also after a remount. Not on a
+  // store that reads locally, where the cache would copy a local disk to a local disk.
+  bool cache_writes = true;
   uint64_t cache_size = 10ULL << 30;      // bytes of disk cache
   double free_space_ratio = 0.1;          // keep this fraction of the cache disk free
   int64_t flush_idle_ns = 5'000'000'000;  // commit buffered data idle this long

@@ -200,13 +200,15 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
         NX_LOG_ERROR("block {} of slice {} cannot be read back: {}", block, s->id, st.ToString());
       }
     }
+    bool staged = false;
     if (have_data && stage) {
       const std::string key =
           BlockKey(opts_.prefix, s->id, block, static_cast<uint32_t>(data->size()));
       st = staging_->Stage(key, *data);
-      if (!st.ok()) NX_LOG_WARN("{}; uploading it now instead", st.ToString());
+      staged = st.ok();
+      if (!staged) NX_LOG_WARN("{}; uploading it now instead", st.ToString());
     }
-    if (have_data && (!stage || !st.ok())) st = UploadBlock(*s, block, *data);
+    if (have_data && !staged) st = UploadBlock(*s, block, *data);
     size_t freed = 0;
     {
       std::lock_guard lock(f->mu);
@@ -220,7 +222,14 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
         auto copy = buffers_->Share(std::move(b.data));
         freed = copy->size();
         b.data = std::string();
-        cache_.Put(BlockKey(opts_.prefix, s->id, block, b.size), std::move(copy));
+        const std::string key = BlockKey(opts_.prefix, s->id, block, b.size);
+        // Shares the buffer: the disk cache's writer holds it until the file is written (at
+        // most DiskCacheOptions::max_pending blocks; a Put beyond that is dropped, never waited
+        // for). A staged block is on the local disk already, in staging.
+        if (disk_ && opts_.cache_writes && !staged && !store_->ReadsLocally()) {
+          disk_->Put(key, copy);
+        }
+        cache_.Put(key, std::move(copy));
       } else {
         s->error = st;
       }

@@ -119,6 +119,28 @@ std::string DefaultLogFile() {
   return geteuid() == 0 ? "/var/log/nexusfs.log" : HomeDir() + "/.nexusfs/nexusfs.log";
 }
 
+constexpr std::string_view kNoCacheDir = "none";  // --cache-dir none: no disk cache
+
+// Where volumes on remote storage keep their disk cache when --cache-dir is not given, one
+// directory per volume UUID below it (as JuiceFS keeps /var/jfsCache/<uuid>).
+std::string DefaultCacheBase() {
+  if (geteuid() == 0) return "/var/cache/nexusfs";
+  const char* xdg = getenv("XDG_CACHE_HOME");
+  return (xdg && *xdg ? std::string(xdg) : HomeDir() + "/.cache") + "/nexusfs";
+}
+
+// The disk cache directory of a mount: --cache-dir as given, none for --cache-dir none, and
+// without the flag DefaultCacheBase()/<uuid> for a volume whose objects are remote (s3). A
+// file:// or mem:// volume gets none by default: its objects are local already.
+std::string CacheDirFor(const std::string& flag, const meta::Format& f, bool* by_default) {
+  *by_default = false;
+  if (flag == kNoCacheDir) return "";
+  if (!flag.empty()) return flag;
+  if (f.storage == "file" || f.storage == "mem" || f.uuid.empty()) return "";
+  *by_default = true;
+  return DefaultCacheBase() + "/" + f.uuid;
+}
+
 std::string RunDir() { return geteuid() == 0 ? "/run/nexusfs" : HomeDir() + "/.nexusfs/run"; }
 
 std::string RunFile(const std::string& mountpoint) {
@@ -355,7 +377,8 @@ fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
 }
 
 // Everything after the fork: open, mount, serve, shut down. Returns the exit code.
-int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
+int Serve(const MountArgs& given, const ParsedOptions& p, ReadyPipe& ready) {
+  MountArgs a = given;  // with the cache directory resolved once the volume is open
   auto fail = [&](const Status& s) {
     if (!a.log_file.empty()) NX_LOG_ERROR("mount {}: {}", a.mountpoint, s.ToString());
     ready.Send("E" + (s.message().empty() ? s.ToString() : s.message()));
@@ -368,6 +391,15 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
   auto store = OpenVolumeStore(f, a.inject_faults);
   if (!store) return fail(store.error());
   *store = object::NewMeteredStore(std::move(*store));
+  bool default_cache = false;
+  a.cache_dir = CacheDirFor(given.cache_dir, f, &default_cache);
+  if (a.writeback && a.cache_dir.empty()) {
+    return fail(Status::InvalidArgument(
+        "--writeback needs --cache-dir: blocks are staged there until they are uploaded (" +
+        std::string(given.cache_dir == kNoCacheDir ? "--cache-dir is none"
+                                                   : "the volume's objects are local") +
+        ")"));
+  }
   const auto session_timeout_ns = static_cast<int64_t>(a.session_timeout * 1e9);
   if (!p.read_only) {
     if (Status s = StartSession(m->get(), a.mountpoint, session_timeout_ns); !s.ok()) {
@@ -375,6 +407,15 @@ int Serve(const MountArgs& a, const ParsedOptions& p, ReadyPipe& ready) {
     }
   }
   auto chunks = chunk::ChunkStore::Open(m->get(), store->get(), ChunkOptionsFor(a, f));
+  if (!chunks && default_cache && !a.writeback) {
+    // The default directory is a convenience, not a requirement: another mount of the volume
+    // on this machine holds it, or it cannot be written. Serve without a disk cache.
+    NX_LOG_WARN("disk cache {}: {}; mounting without a disk cache (--cache-dir DIR sets one)",
+                a.cache_dir, chunks.error().ToString());
+    a.cache_dir.clear();
+    chunks = chunk::ChunkStore::Open(m->get(), store->get(), ChunkOptionsFor(a, f));
+  }
+  if (chunks && !a.cache_dir.empty()) NX_LOG_INFO("disk cache in {}", a.cache_dir);
   if (!chunks) {
     if (!p.read_only) (void)(*m)->CloseSession();
     return fail(chunks.error().With("chunk store"));
@@ -445,13 +486,10 @@ int WaitForChild(pid_t child, int fd, const std::string& log_file) {
 void RunMount(MountArgs a) {
   a.mountpoint = AbsolutePath(a.mountpoint);
   a.meta_url = AbsoluteMetaUrl(a.meta_url);
-  if (!a.cache_dir.empty()) a.cache_dir = std::filesystem::absolute(a.cache_dir).string();
-  ParsedOptions p = ParseOptions(a.options);
-  if (a.writeback && a.cache_dir.empty()) {
-    return Fail("mount", Status::InvalidArgument(
-                             "--writeback needs --cache-dir: blocks are staged there until they "
-                             "are uploaded"));
+  if (!a.cache_dir.empty() && a.cache_dir != kNoCacheDir) {
+    a.cache_dir = std::filesystem::absolute(a.cache_dir).string();
   }
+  ParsedOptions p = ParseOptions(a.options);
   if (a.upload_delay > 0 && !a.writeback) {
     return Fail("mount", Status::InvalidArgument("--upload-delay applies to --writeback only"));
   }
@@ -579,7 +617,10 @@ void RegisterMount(CLI::App& app) {
   cmd->add_flag("--non-default-permission", a->non_default_permission,
                 "Do not mount with default_permissions: NexusFS alone checks permissions (the "
                 "kernel then skips search checks on cached path components)");
-  cmd->add_option("--cache-dir", a->cache_dir, "Directory of the local block cache");
+  cmd->add_option("--cache-dir", a->cache_dir,
+                  "Directory of the local block cache; 'none' for no disk cache. Default: none "
+                  "for file:// volumes, else /var/cache/nexusfs/<volume uuid> (root) or "
+                  "~/.cache/nexusfs/<volume uuid>");
   cmd->add_option("--cache-size", a->cache_size_mib, "Local cache size in MiB")
       ->capture_default_str();
   cmd->add_option("--free-space-ratio", a->free_space_ratio,

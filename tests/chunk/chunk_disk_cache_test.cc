@@ -43,8 +43,9 @@ class ChunkDiskCacheTest : public ::testing::Test {
     fs::remove_all(root_);
   }
 
-  std::unique_ptr<ChunkStore> OpenChunks() {
+  std::unique_ptr<ChunkStore> OpenChunks(bool cache_writes = true) {
     ChunkOptions o;
+    o.cache_writes = cache_writes;
     o.block_size = 1 << 20;
     o.buffer_size = 8 << 20;
     o.mem_cache_size = 64 << 20;
@@ -182,6 +183,48 @@ TEST_F(ChunkDiskCacheTest, ReadsSurviveTheStoreAndCorruptFilesAreRefetched) {
     left += e.is_regular_file();
   }
   EXPECT_EQ(left, 0u);
+}
+
+// A writer's uploaded blocks go to the disk cache as well (ChunkOptions::cache_writes): after
+// Shutdown a new client reads the whole file with the objects gone from the store. With
+// cache_writes off nothing written reaches the cache.
+TEST_F(ChunkDiskCacheTest, WrittenBlocksAreCachedAndServeAFreshClient) {
+  const size_t len = (2 << 20) + (700 << 10) + 17;  // two whole blocks and a partial one
+  std::string data(len, '\0');
+  std::mt19937_64 rng(11);
+  for (auto& ch : data) ch = static_cast<char>(rng());
+  meta::Context ctx;
+  auto ent = meta_->Create(ctx, meta::kRootIno, "w", 0644, O_WRONLY);
+  ASSERT_TRUE(ent);
+  const meta::Ino ino = ent->ino;
+  {
+    auto c = OpenChunks(/*cache_writes=*/false);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->Write(ino, 0, data.data(), data.size()).ok());
+    ASSERT_TRUE(c->Flush(ino).ok());
+    ASSERT_TRUE(c->Shutdown().ok());
+    EXPECT_EQ(Disk(c.get())->Stats().writes, 0u);
+    EXPECT_EQ(Disk(c.get())->Stats().files, 0u);
+  }
+  {
+    auto c = OpenChunks();
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->Write(ino, 0, data.data(), data.size()).ok());  // new slice, new blocks
+    ASSERT_TRUE(c->Flush(ino).ok());
+    ASSERT_TRUE(c->Shutdown().ok());  // waits for the queued cache writes
+    EXPECT_EQ(Disk(c.get())->Stats().writes, 3u);
+    EXPECT_EQ(Disk(c.get())->Stats().files, 3u);
+  }
+  // Every object goes, the first write's included: only the cache holds the second's blocks.
+  for (const auto& [key, bytes] : Objects()) ASSERT_TRUE(store_->Delete(key).ok());
+  {
+    auto c = OpenChunks();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(ReadAll(c.get(), ino, len), data);
+    EXPECT_EQ(Disk(c.get())->Stats().hits, 3u);
+    EXPECT_EQ(Disk(c.get())->Stats().misses, 0u);
+    ASSERT_TRUE(c->Shutdown().ok());
+  }
 }
 
 TEST_F(ChunkDiskCacheTest, UnusableCacheDirFailsOpen) {

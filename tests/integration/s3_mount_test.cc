@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "integration/mount_fixture.h"
 #include "object/object_store.h"
@@ -36,6 +37,9 @@ class S3MountTest : public ::testing::Test {
   void TearDown() override {
     if (mounted_) Unmount();
     std::error_code ec;
+    // The default disk cache of the volume (mounts without --cache-dir) lives outside work_.
+    if (const std::string dir = DefaultCacheDir(); !dir.empty())
+      std::filesystem::remove_all(dir, ec);
     if (!work_.empty()) std::filesystem::remove_all(work_, ec);
     server_.Stop();
   }
@@ -63,7 +67,18 @@ class S3MountTest : public ::testing::Test {
               0)
         << out;
   }
-  // The value of an unlabelled sample in the mount's .stats, or -1.
+  // Where a mount without --cache-dir keeps the volume's disk cache (running as root), or ""
+  // when the volume was not formatted.
+  std::string DefaultCacheDir() {
+    std::string out;
+    if (RunCommand({NEXUSFS_BIN, "status", meta_}, &out) != 0) return "";
+    const std::string tag = "\"uuid\": \"";
+    size_t at = out.find(tag);
+    if (at == std::string::npos) return "";
+    at += tag.size();
+    return "/var/cache/nexusfs/" + out.substr(at, out.find('"', at) - at);
+  }
+  // The value of a sample in the mount's .stats (its name with labels, if any), or -1.
   double Stat(const std::string& name) {
     const std::string text = ReadFile(P(".stats"));
     size_t at = text.find("\n" + name + " ");
@@ -158,7 +173,8 @@ TEST_F(S3MountTest, WritebackClosesDuringAnOutageAndUploadsAfterIt) {
   }
   EXPECT_EQ(left, 0u) << "blocks still staged after the unmount";
 
-  ASSERT_NO_FATAL_FAILURE(Mount());  // no cache directory: every block comes from the server
+  // No cache directory: every block comes from the server.
+  ASSERT_NO_FATAL_FAILURE(Mount({"--cache-dir", "none"}));
   EXPECT_EQ(ReadFile(P("before")), Pattern(5000, 1));
   for (int i = 0; i < kFiles; ++i) {
     EXPECT_EQ(ReadFile(P("f" + std::to_string(i))), Pattern(10000 + i, i)) << "file f" << i;
@@ -169,9 +185,49 @@ TEST_F(S3MountTest, WritebackClosesDuringAnOutageAndUploadsAfterIt) {
 TEST_F(S3MountTest, WritebackNeedsACacheDirectory) {
   ASSERT_NO_FATAL_FAILURE(Format());
   std::string out;
-  EXPECT_NE(
-      RunCommand({NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_, "--writeback"}, &out), 0);
+  EXPECT_NE(RunCommand({NEXUSFS_BIN, "mount", meta_, mnt_, "-d", "--log", log_, "--writeback",
+                        "--cache-dir", "none"},
+                       &out),
+            0);
   EXPECT_NE(out.find("--writeback needs --cache-dir"), std::string::npos) << out;
+}
+
+// Without --cache-dir a volume on S3 caches on local disk, in /var/cache/nexusfs/<uuid> (as
+// root), what it reads and what it writes: after a remount the file reads back with no GET.
+// --cache-dir none turns it off; a default directory that cannot be used is not fatal.
+TEST_F(S3MountTest, RemoteVolumesCacheWhatTheyWriteByDefault) {
+  ASSERT_NO_FATAL_FAILURE(Format());
+  const std::string dir = DefaultCacheDir();
+  ASSERT_FALSE(dir.empty());
+  const std::string gets = "nexusfs_object_request_duration_seconds_count{op=\"get\"}";
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_NE(ReadFile(P(".config")).find("\"cache_dir\": \"" + dir + "\""), std::string::npos)
+      << ReadFile(P(".config"));
+  const std::string big = Pattern((9 << 20) + 4321, 5);  // two whole blocks and a partial one
+  WriteFile(P("big"), big);
+  Unmount();
+  ASSERT_TRUE(std::filesystem::is_directory(dir + "/blocks"));
+
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(ReadFile(P("big")), big);
+  EXPECT_EQ(Stat(gets), 0) << ReadFile(P(".stats"));
+  Unmount();
+
+  ASSERT_NO_FATAL_FAILURE(Mount({"--cache-dir", "none"}));
+  EXPECT_NE(ReadFile(P(".config")).find("\"cache_dir\": \"\""), std::string::npos);
+  EXPECT_EQ(ReadFile(P("big")), big);
+  EXPECT_GE(Stat(gets), 3) << ReadFile(P(".stats"));
+  Unmount();
+
+  // The default directory is unusable (a file stands where it would be): the mount serves
+  // without a disk cache and says so in its log.
+  std::filesystem::remove_all(dir);
+  std::ofstream(dir) << "in the way";
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(ReadFile(P("big")), big);
+  EXPECT_GE(Stat(gets), 3);
+  EXPECT_NE(ReadFile(log_).find("mounting without a disk cache"), std::string::npos)
+      << ReadFile(log_);
 }
 
 TEST_F(S3MountTest, FormatFailsClearlyWithoutTheServer) {
