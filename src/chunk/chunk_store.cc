@@ -34,9 +34,17 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::O
   // After the disk cache, whose lock on the directory keeps a second process out of it.
   std::unique_ptr<Staging> staging;
   if (options.writeback) {
+    // An uploaded staged block moves to the disk cache (ChunkOptions::cache_writes), which
+    // outlives the staging (declared before it in ChunkStoreImpl).
+    Staging::UploadedFn to_cache;
+    if (disk && options.cache_writes && !store->ReadsLocally()) {
+      to_cache = [d = disk.get()](const std::string& key, std::shared_ptr<const std::string> data) {
+        d->Put(key, std::move(data));
+      };
+    }
     NX_ASSIGN_OR_RETURN(
         staging, Staging::Open(options.cache_dir + "/staging", store, options.writeback_uploaders,
-                               options.writeback_upload_delay_ns));
+                               options.writeback_upload_delay_ns, std::move(to_cache)));
   }
   return std::unique_ptr<ChunkStore>(
       std::make_unique<ChunkStoreImpl>(meta, store, options, std::move(disk), std::move(staging)));

@@ -65,17 +65,20 @@ Status ErrnoStatus(int err, const std::string& what) {
 
 }  // namespace
 
-Staging::Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns)
+Staging::Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns,
+                 UploadedFn on_uploaded)
     : dir_(std::move(dir)),
       store_(store),
+      on_uploaded_(std::move(on_uploaded)),
       upload_delay_ns_(std::max<int64_t>(0, upload_delay_ns)) {}
 
 Result<std::unique_ptr<Staging>> Staging::Open(const std::string& dir, object::ObjectStore* store,
-                                               int uploaders, int64_t upload_delay_ns) {
+                                               int uploaders, int64_t upload_delay_ns,
+                                               UploadedFn on_uploaded) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Err(ec.value(), "writeback staging: cannot create '" + dir + "': " + ec.message());
-  std::unique_ptr<Staging> s(new Staging(dir, store, upload_delay_ns));
+  std::unique_ptr<Staging> s(new Staging(dir, store, upload_delay_ns, std::move(on_uploaded)));
   NX_TRY(s->Scan());
   for (int i = 0; i < std::max(1, uploaders); ++i)
     s->threads_.emplace_back([p = s.get()] { p->Work(); });
@@ -323,6 +326,11 @@ void Staging::Work() {
     std::string payload, why;
     bool readable = ReadStaged(path, &payload, &why);
     Status put = readable ? store_->Put(key, payload) : Status::OK();
+    // Outside the lock, before the file goes. A block whose slice is deleted meanwhile may be
+    // handed over too: a cache entry nobody reads (slice ids are never reused), evicted in time.
+    if (readable && put.ok() && on_uploaded_) {
+      on_uploaded_(key, std::make_shared<const std::string>(std::move(payload)));
+    }
 
     lock.lock();
     Item& it = items_.at(key);

@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,12 +48,18 @@ struct StagingStats {
 // Contract: thread-safe. Stage, Get and Discard never wait for an upload.
 class Staging {
  public:
+  // Called by an uploader, outside any lock, with each block it has uploaded, just before its
+  // staged file goes (the chunk layer hands it to the disk cache).
+  using UploadedFn =
+      std::function<void(const std::string& key, std::shared_ptr<const std::string> data)>;
   // Creates `dir` if needed, removes leftover temp files and queues the upload of every block
   // already staged there. `uploaders` threads upload to `store`, which must outlive this. A
   // block staged by this process waits `upload_delay_ns` before its upload (a file deleted
-  // meanwhile is never uploaded); blocks found at Open upload at once.
+  // meanwhile is never uploaded); blocks found at Open upload at once. `on_uploaded`, if set,
+  // sees every block uploaded.
   static Result<std::unique_ptr<Staging>> Open(const std::string& dir, object::ObjectStore* store,
-                                               int uploaders, int64_t upload_delay_ns = 0);
+                                               int uploaders, int64_t upload_delay_ns = 0,
+                                               UploadedFn on_uploaded = {});
   // Stop()s.
   ~Staging();
   Staging(const Staging&) = delete;
@@ -91,7 +98,8 @@ class Staging {
     std::multimap<int64_t, std::string>::iterator queued;  // in ready_, while kQueued
   };
 
-  Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns);
+  Staging(std::string dir, object::ObjectStore* store, int64_t upload_delay_ns,
+          UploadedFn on_uploaded);
   Status Scan();
   std::string PathFor(std::string_view key) const;
   // Queues `key` to upload at monotonic time `at`. Requires mu_.
@@ -102,6 +110,7 @@ class Staging {
 
   const std::string dir_;
   object::ObjectStore* const store_;
+  const UploadedFn on_uploaded_;
   const int64_t upload_delay_ns_;
 
   mutable std::mutex mu_;

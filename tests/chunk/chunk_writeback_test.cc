@@ -300,6 +300,35 @@ TEST_F(WritebackTest, ADamagedStagedBlockIsNeverServedNorUploaded) {
   EXPECT_EQ(StagedFiles(), 0u);
 }
 
+// A staged block, once uploaded, moves to the disk cache (ChunkOptions::cache_writes): a new
+// client reads it from there with the object gone from the store. Not with cache_writes off.
+TEST_F(WritebackTest, AnUploadedStagedBlockMovesToTheDiskCache) {
+  const meta::Ino ino = NewFile("f");
+  const std::string a = Bytes(70 << 10, 9);
+  for (bool cache_writes : {false, true}) {
+    SCOPED_TRACE(cache_writes ? "cache_writes on" : "cache_writes off");
+    ChunkOptions o = Options();
+    o.cache_writes = cache_writes;
+    auto c = Open(o);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->Write(ino, 0, a.data(), a.size()).ok());
+    ASSERT_TRUE(c->Flush(ino).ok());
+    ASSERT_TRUE(StagingOf(c.get())->Drain(10'000'000'000).ok());
+    ASSERT_TRUE(c->Shutdown().ok());  // and the disk cache's queue
+    auto* impl = dynamic_cast<ChunkStoreImpl*>(c.get());
+    ASSERT_NE(impl, nullptr);
+    EXPECT_EQ(impl->disk_cache()->Stats().files, cache_writes ? 1u : 0u);
+    EXPECT_EQ(StagedFiles(), 0u);
+  }
+  auto l = store_->List("wb/chunks/", "", 0);
+  ASSERT_TRUE(l);
+  for (const auto& obj : l->objects) ASSERT_TRUE(store_->Delete(obj.key).ok());
+  auto c = Open(Options(false));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(ReadAll(c.get(), ino), a);
+  ASSERT_TRUE(c->Shutdown().ok());
+}
+
 TEST_F(WritebackTest, AFailedStageFallsBackToADirectUpload) {
   const meta::Ino ino = NewFile("f");
   const std::string a = Bytes(50 << 10, 6);
