@@ -200,8 +200,10 @@ Status MetaImpl::PurgeInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr, CounterD
     }));
   }
   for (const std::string& k : extra) NX_TRY(txn.Delete(k));
-  NX_TRY(txn.Delete(keys::Flock(ino)));
-  NX_TRY(txn.Delete(keys::Plock(ino)));
+  if (MayHaveLocks(attr)) {
+    NX_TRY(txn.Delete(keys::Flock(ino)));
+    NX_TRY(txn.Delete(keys::Plock(ino)));
+  }
   if (attr.type == FileType::kFile && attr.length > 0) {
     NX_TRY(txn.Put(keys::DelFile(ino, attr.length), ""));
     if (deltas) {

@@ -34,6 +34,11 @@ class MetaImpl final : public Meta {
   bool MayHaveXattrs(const Attr& attr) const {
     return format_.meta_version < 2 || (attr.flags & Attr::kAttrFlagXattrs);
   }
+  bool MayHaveLocks(const Attr& attr) const {
+    return format_.meta_version < 3 || (attr.flags & Attr::kAttrFlagLocks);
+  }
+  // Sets Attr::kAttrFlagLocks of `ino` inside `txn` (a lock is being taken), once.
+  Status MarkLockedTxn(kv::Txn& txn, Ino ino);
   Status UpdateFormat(const meta::Format& format) override;
   Result<StatFs> GetStatFs(Ino ino) override;
   Status Sync() override;

@@ -219,6 +219,17 @@ Status MetaImpl::Flock(Ino ino, uint64_t owner, LockType type) {
   return Status::OK();
 }
 
+Status MetaImpl::MarkLockedTxn(kv::Txn& txn, Ino ino) {
+  if (format_.meta_version < 3) return Status::OK();
+  NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Attr(ino)));
+  if (!v) return Status::OK();  // no such inode: nothing to mark (and nothing will purge it)
+  Attr attr;
+  NX_TRY(keys::DecodeAttr(*v, &attr).With("inode " + std::to_string(ino)));
+  if (attr.flags & Attr::kAttrFlagLocks) return Status::OK();
+  attr.flags |= Attr::kAttrFlagLocks;
+  return PutAttrTxn(txn, ino, attr);
+}
+
 Status MetaImpl::FlockOnce(Ino ino, uint64_t owner, LockType type, bool* released_out) {
   bool& released = *released_out;
   return engine_->Update([&](kv::Txn& txn) -> Status {
@@ -249,6 +260,7 @@ Status MetaImpl::FlockOnce(Ino ino, uint64_t owner, LockType type, bool* release
     } else {
       holders.push_back({sid_, owner, type});
     }
+    if (!v) NX_TRY(MarkLockedTxn(txn, ino));  // a record that exists was marked when made
     return txn.Put(key, EncodeFlocks(holders));
   });
 }
@@ -324,6 +336,7 @@ Status MetaImpl::SetLkOnce(Ino ino, uint64_t owner, const PosixLock& lock, bool*
     if (lock.type != LockType::kUnlock) {
       InsertRange(&mine->ranges, {lock.type, lock.start, lock.end});
       mine->pid = lock.pid;
+      if (!v) NX_TRY(MarkLockedTxn(txn, ino));  // a record that exists was marked when made
     }
     if (mine->ranges.empty()) holders.erase(mine);
     return StoreLocks(txn, key, holders.empty(), EncodePlocks(holders));

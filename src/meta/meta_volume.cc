@@ -14,8 +14,8 @@ namespace {
 
 // The newest settings layout this code understands.
 // 1: the first layout. 2: Attr::kAttrFlagXattrs is maintained (a version-1 client would not set
-// it, so it must not write a version-2 volume).
-constexpr int64_t kMetaVersion = 2;
+// it, so it must not write a version-2 volume). 3: Attr::kAttrFlagLocks is maintained.
+constexpr int64_t kMetaVersion = 3;
 // What statfs reports for a volume without a capacity or inode limit.
 constexpr uint64_t kDefaultSpace = 1ULL << 50;  // 1 PiB
 constexpr uint64_t kDefaultInodes = 1ULL << 40;

@@ -53,6 +53,9 @@ struct Attr {
   // Set once the inode gets an extended attribute (volumes of meta version 2 and later), so that
   // reads and deletion of an inode that never had one skip the xattr range.
   static constexpr uint32_t kAttrFlagXattrs = 1u << 0;
+  // Set once a flock or POSIX lock is taken on the inode (meta version 3 and later), so that
+  // deleting an inode that was never locked writes no deletion of lock records.
+  static constexpr uint32_t kAttrFlagLocks = 1u << 1;
 
   // st_mode: S_IFMT bits from `type` plus `mode`.
   mode_t StMode() const { return ModeFromFileType(type) | mode; }

@@ -1,5 +1,6 @@
 // Locks of Meta over every engine: flock conflicts, POSIX byte-range semantics (split, merge,
 // unlock of sub-ranges, GetLk) and mutual exclusion between threads waiting on each other.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -214,7 +215,95 @@ TEST_P(MetaLockTest, SessionsAreDistinctHoldersAndCleanupReleasesThem) {
   EXPECT_ERRNO(meta_->Flock(ino, kB, LockType::kRead), EAGAIN);
 }
 
+// Unlinking a locked inode deletes its lock records (Attr::kAttrFlagLocks is set by the first
+// lock); an inode never locked gets it not.
+TEST_P(MetaLockTest, LockedInodesAreMarkedAndTheirRecordsGoWithThem) {
+  Ino ino = NewFile("f"), plain = NewFile("g");
+  ASSERT_OK(meta_->Flock(ino, kA, LockType::kWrite));
+  ASSERT_OK(Lock(ino, kA, LockType::kWrite, 0, 99, 7));
+  EXPECT_TRUE(meta_->GetAttr(ino)->flags & Attr::kAttrFlagLocks);
+  EXPECT_FALSE(meta_->GetAttr(plain)->flags & Attr::kAttrFlagLocks);
+  ASSERT_TRUE(RawGet(keys::Flock(ino)).has_value());
+  ASSERT_TRUE(RawGet(keys::Plock(ino)).has_value());
+  ASSERT_OK(meta_->Unlink(Context::Root(), kRootIno, "f"));
+  EXPECT_FALSE(RawGet(keys::Flock(ino)).has_value());
+  EXPECT_FALSE(RawGet(keys::Plock(ino)).has_value());
+  // Released locks leave the flag: a later purge still looks for records.
+  Ino again = NewFile("h");
+  ASSERT_OK(meta_->Flock(again, kA, LockType::kRead));
+  ASSERT_OK(meta_->Flock(again, kA, LockType::kUnlock));
+  EXPECT_FALSE(RawGet(keys::Flock(again)).has_value());
+  EXPECT_TRUE(meta_->GetAttr(again)->flags & Attr::kAttrFlagLocks);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, MetaLockTest, testing::ValuesIn(EngineUrls()), EngineTestName);
+
+// The transactions of an engine, with every key they delete recorded (a test spy).
+class DeleteSpyEngine final : public kv::Engine {
+ public:
+  explicit DeleteSpyEngine(std::unique_ptr<kv::Engine> inner) : inner_(std::move(inner)) {}
+  Status Update(const std::function<Status(kv::Txn&)>& body) override {
+    return inner_->Update([&](kv::Txn& txn) {
+      Spy spy(txn, this);
+      return body(spy);
+    });
+  }
+  Status View(const std::function<Status(kv::Txn&)>& body) override { return inner_->View(body); }
+  Status Sync() override { return inner_->Sync(); }
+  std::string Name() const override { return inner_->Name(); }
+  std::vector<std::string> deleted;
+
+ private:
+  class Spy final : public kv::Txn {
+   public:
+    Spy(kv::Txn& t, DeleteSpyEngine* e) : t_(t), e_(e) {}
+    Result<std::optional<std::string>> Get(std::string_view k) override { return t_.Get(k); }
+    Result<std::vector<std::optional<std::string>>> MultiGet(
+        const std::vector<std::string>& keys) override {
+      return t_.MultiGet(keys);
+    }
+    Status Put(std::string_view k, std::string_view v) override { return t_.Put(k, v); }
+    Status Delete(std::string_view k) override {
+      e_->deleted.emplace_back(k);
+      return t_.Delete(k);
+    }
+    Status Scan(std::string_view b, std::string_view end, size_t limit,
+                const std::function<bool(std::string_view, std::string_view)>& v) override {
+      return t_.Scan(b, end, limit, v);
+    }
+    Result<int64_t> Increment(std::string_view k, int64_t d) override { return t_.Increment(k, d); }
+    Status Add(std::string_view k, int64_t d) override { return t_.Add(k, d); }
+
+   private:
+    kv::Txn& t_;
+    DeleteSpyEngine* e_;
+  };
+  std::unique_ptr<kv::Engine> inner_;
+};
+
+TEST(MetaLockFlagTest, UnlinkOfANeverLockedFileDeletesNoLockRecord) {
+  auto e = kv::Engine::Open("mem://");
+  ASSERT_TRUE(e);
+  auto spy = std::make_unique<DeleteSpyEngine>(std::move(*e));
+  DeleteSpyEngine* engine = spy.get();
+  auto meta = Meta::Create(std::move(spy));
+  Format f;
+  f.name = "spy";
+  ASSERT_OK(meta->Format(f, false));
+  for (const char* name : {"plain", "locked"}) {
+    const bool locked = std::string(name) == "locked";
+    auto n = meta->Mknod(Context::Root(), kRootIno, name, FileType::kFile, 0644, 0);
+    ASSERT_TRUE(n);
+    if (locked) ASSERT_OK(meta->Flock(n->ino, kA, LockType::kWrite));
+    engine->deleted.clear();
+    ASSERT_OK(meta->Unlink(Context::Root(), kRootIno, name));
+    size_t lock_keys = 0;
+    for (const std::string& k : engine->deleted) {
+      lock_keys += k == keys::Flock(n->ino) || k == keys::Plock(n->ino);
+    }
+    EXPECT_EQ(lock_keys, locked ? 2u : 0u) << name;
+  }
+}
 
 }  // namespace
 }  // namespace nexus::meta
