@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -73,6 +74,17 @@ object::StoreOptions StoreOptionsFor(const meta::Format& f) {
   o.secret_key = f.secret_key;
   o.session_token = f.session_token;
   return o;
+}
+
+std::string DefaultCacheDir(const std::string& uuid) {
+  if (uuid.empty()) return "";
+  if (geteuid() == 0) return "/var/cache/nexusfs/" + uuid;
+  const char* xdg = getenv("XDG_CACHE_HOME");
+  const char* home = getenv("HOME");
+  const std::string base = xdg && *xdg     ? std::string(xdg)
+                           : home && *home ? std::string(home) + "/.cache"
+                                           : std::string("/tmp/.cache");
+  return base + "/nexusfs/" + uuid;
 }
 
 std::string RedactedUrl(const std::string& url) {

@@ -29,6 +29,10 @@ std::string StorageUrl(const std::string& storage, const std::string& bucket);
 object::StoreOptions StoreOptionsFor(const meta::Format& f);
 // `url` without a password (for messages and output).
 std::string RedactedUrl(const std::string& url);
+// Where a mount keeps the disk cache of a volume on remote storage when --cache-dir is not
+// given: /var/cache/nexusfs/<uuid> for root, else ${XDG_CACHE_HOME:-~/.cache}/nexusfs/<uuid>
+// (docs/cache.md). Empty for an empty uuid.
+std::string DefaultCacheDir(const std::string& uuid);
 
 // "4M", "64K", "1G", "4096" (bytes; K/M/G/T are powers of 1024; a trailing 'i'/'B' is accepted).
 Result<uint64_t> ParseSize(std::string_view text);

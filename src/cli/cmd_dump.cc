@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -217,6 +218,20 @@ void RunDestroy(const DestroyArgs& a) {
       "%llu metadata keys from %s\n",
       f.name.c_str(), f.uuid.c_str(), (unsigned long long)objects, (unsigned long long)bytes,
       RedactedUrl(store_url).c_str(), (unsigned long long)keys, (*m)->engine()->Name().c_str());
+  // The volume's default disk cache on this machine (mounts without --cache-dir) goes too: its
+  // blocks belong to nothing now. A directory given with --cache-dir is the user's to remove.
+  const std::string cache = DefaultCacheDir(f.uuid);
+  std::error_code ec;
+  if (!cache.empty() && std::filesystem::exists(cache, ec)) {
+    const auto removed = std::filesystem::remove_all(cache, ec);
+    if (ec) {
+      std::fprintf(stderr, "nexusfs destroy: could not remove the cache directory %s: %s\n",
+                   cache.c_str(), ec.message().c_str());
+    } else {
+      std::printf("removed the volume's cache directory %s (%llu entries)\n", cache.c_str(),
+                  (unsigned long long)removed);
+    }
+  }
 }
 
 }  // namespace

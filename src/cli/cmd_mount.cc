@@ -121,24 +121,17 @@ std::string DefaultLogFile() {
 
 constexpr std::string_view kNoCacheDir = "none";  // --cache-dir none: no disk cache
 
-// Where volumes on remote storage keep their disk cache when --cache-dir is not given, one
-// directory per volume UUID below it (as JuiceFS keeps /var/jfsCache/<uuid>).
-std::string DefaultCacheBase() {
-  if (geteuid() == 0) return "/var/cache/nexusfs";
-  const char* xdg = getenv("XDG_CACHE_HOME");
-  return (xdg && *xdg ? std::string(xdg) : HomeDir() + "/.cache") + "/nexusfs";
-}
-
 // The disk cache directory of a mount: --cache-dir as given, none for --cache-dir none, and
-// without the flag DefaultCacheBase()/<uuid> for a volume whose objects are remote (s3). A
-// file:// or mem:// volume gets none by default: its objects are local already.
+// without the flag DefaultCacheDir(uuid) for a volume whose objects are remote (s3), as JuiceFS
+// keeps /var/jfsCache/<uuid>. A file:// or mem:// volume gets none by default: its objects are
+// local already.
 std::string CacheDirFor(const std::string& flag, const meta::Format& f, bool* by_default) {
   *by_default = false;
   if (flag == kNoCacheDir) return "";
   if (!flag.empty()) return flag;
   if (f.storage == "file" || f.storage == "mem" || f.uuid.empty()) return "";
   *by_default = true;
-  return DefaultCacheBase() + "/" + f.uuid;
+  return DefaultCacheDir(f.uuid);
 }
 
 std::string RunDir() { return geteuid() == 0 ? "/run/nexusfs" : HomeDir() + "/.nexusfs/run"; }

@@ -157,9 +157,22 @@ TEST_F(DumpCliTest, Destroy) {
     ASSERT_TRUE(m->CloseSession().ok());
   }
 
+  // The volume's default disk cache directory on this machine (cli_util.h, DefaultCacheDir)
+  // goes with it.
+  const char* xdg = getenv("XDG_CACHE_HOME");
+  const fs::path cache =
+      geteuid() == 0 ? fs::path("/var/cache/nexusfs") / uuid_
+                     : fs::path(xdg && *xdg ? xdg : std::string(getenv("HOME")) + "/.cache") /
+                           "nexusfs" / uuid_;
+  fs::create_directories(cache / "blocks" / "0a");
+  std::ofstream(cache / "blocks" / "0a" / "some-block") << "cached";
   Output ok = Nexusfs("destroy " + Url("a") + " " + uuid_ + " --yes");
   ASSERT_EQ(ok.code, 0) << ok.out;
   EXPECT_NE(ok.out.find("removed 1 objects (5 bytes)"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("removed the volume's cache directory " + cache.string()),
+            std::string::npos)
+      << ok.out;
+  EXPECT_FALSE(fs::exists(cache));
   EXPECT_NE(Nexusfs("status " + Url("a")).out.find("not formatted"), std::string::npos);
   size_t left = 0;
   for (const auto& e : fs::recursive_directory_iterator(Bucket())) left += e.is_regular_file();
