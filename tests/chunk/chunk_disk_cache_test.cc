@@ -70,6 +70,18 @@ class ChunkDiskCacheTest : public ::testing::Test {
     for (const auto& o : l->objects) out[o.key] = *store_->Get(o.key);
     return out;
   }
+  static std::string RandomBytes(size_t n, uint64_t seed) {
+    std::string data(n, '\0');
+    std::mt19937_64 rng(seed);
+    for (auto& ch : data) ch = static_cast<char>(rng());
+    return data;
+  }
+  // A file created (and left open) for writing; 0 on failure.
+  meta::Ino NewFile(const std::string& name) {
+    auto ent = meta_->Create(meta::Context{}, meta::kRootIno, name, 0644, O_WRONLY);
+    EXPECT_TRUE(ent) << ent.error().ToString();
+    return ent ? ent->ino : 0;
+  }
   std::string ReadAll(ChunkStore* c, meta::Ino ino, size_t len) {
     std::string out(len, '\0');
     for (size_t off = 0; off < len;) {
@@ -90,13 +102,10 @@ TEST_F(ChunkDiskCacheTest, ReadsSurviveTheStoreAndCorruptFilesAreRefetched) {
   // Three whole blocks and a partial one large enough to be fetched whole (a read of less than
   // a quarter block that misses the caches fetches only its range).
   const size_t len = (3 << 20) + (300 << 10) + 123;
-  std::string data(len, '\0');
-  std::mt19937_64 rng(7);
-  for (auto& ch : data) ch = static_cast<char>(rng());
+  const std::string data = RandomBytes(len, 7);
   meta::Context ctx;
-  auto ent = meta_->Create(ctx, meta::kRootIno, "f", 0644, O_WRONLY);
-  ASSERT_TRUE(ent);
-  const meta::Ino ino = ent->ino;
+  const meta::Ino ino = NewFile("f");
+  ASSERT_NE(ino, 0u);
   {
     auto c = OpenChunks();
     ASSERT_TRUE(c);
@@ -190,13 +199,9 @@ TEST_F(ChunkDiskCacheTest, ReadsSurviveTheStoreAndCorruptFilesAreRefetched) {
 // cache_writes off nothing written reaches the cache.
 TEST_F(ChunkDiskCacheTest, WrittenBlocksAreCachedAndServeAFreshClient) {
   const size_t len = (2 << 20) + (700 << 10) + 17;  // two whole blocks and a partial one
-  std::string data(len, '\0');
-  std::mt19937_64 rng(11);
-  for (auto& ch : data) ch = static_cast<char>(rng());
-  meta::Context ctx;
-  auto ent = meta_->Create(ctx, meta::kRootIno, "w", 0644, O_WRONLY);
-  ASSERT_TRUE(ent);
-  const meta::Ino ino = ent->ino;
+  const std::string data = RandomBytes(len, 11);
+  const meta::Ino ino = NewFile("w");
+  ASSERT_NE(ino, 0u);
   {
     auto c = OpenChunks(/*cache_writes=*/false);
     ASSERT_TRUE(c);
