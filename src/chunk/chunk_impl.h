@@ -29,6 +29,12 @@ namespace nexus::chunk {
 // Key of block `index` (of `size` bytes) of slice `id`.
 std::string BlockKey(const std::string& prefix, uint64_t id, uint32_t index, uint32_t size);
 
+// Whether blocks uploaded by writers go to the disk cache too (ChunkOptions::cache_writes): not
+// on a store that reads locally, where the cache would copy a local disk to a local disk.
+inline bool CachesWrites(const ChunkOptions& o, object::ObjectStore* store) {
+  return o.cache_writes && !store->ReadsLocally();
+}
+
 // A slice being written: contiguous bytes at `pos` of chunk `chunk`, buffered block by block.
 // Full blocks upload at once; a block's buffer is dropped after its upload succeeded (reads then
 // go to the store, or the memory cache which keeps a copy).

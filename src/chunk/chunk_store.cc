@@ -37,7 +37,7 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(meta::Meta* meta, object::O
     // An uploaded staged block moves to the disk cache (ChunkOptions::cache_writes), which
     // outlives the staging (declared before it in ChunkStoreImpl).
     Staging::UploadedFn to_cache;
-    if (disk && options.cache_writes && !store->ReadsLocally()) {
+    if (disk && CachesWrites(options, store)) {
       to_cache = [d = disk.get()](const std::string& key, std::shared_ptr<const std::string> data) {
         d->Put(key, std::move(data));
       };

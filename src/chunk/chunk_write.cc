@@ -226,9 +226,7 @@ void ChunkStoreImpl::StartUploadLocked(const std::shared_ptr<FileState>& f,
         // Shares the buffer: the disk cache's writer holds it until the file is written (at
         // most DiskCacheOptions::max_pending blocks; a Put beyond that is dropped, never waited
         // for). A staged block is on the local disk already, in staging.
-        if (disk_ && opts_.cache_writes && !staged && !store_->ReadsLocally()) {
-          disk_->Put(key, copy);
-        }
+        if (disk_ && !staged && CachesWrites(opts_, store_)) disk_->Put(key, copy);
         cache_.Put(key, std::move(copy));
       } else {
         s->error = st;

@@ -192,19 +192,16 @@ class RocksEngine final : public Engine {
       RocksTxn t(txn.get(), txn->GetSnapshot());
       Status s = body(t);
       if (s.ok()) s = FromRocks(txn->Commit(), "commit");
+      if (!s.ok()) txn->Rollback().PermitUncheckedError();
+      GiveBackTxn(std::move(txn));
       if (s.ok()) {
         txns_++;
-        GiveBackTxn(std::move(txn));
         return s;
       }
       if (!s.IsConflict()) {
-        txn->Rollback().PermitUncheckedError();
         failures_++;
-        GiveBackTxn(std::move(txn));
         return s;
       }
-      txn->Rollback().PermitUncheckedError();
-      GiveBackTxn(std::move(txn));
       conflicts_++;
       last = s;
     }
