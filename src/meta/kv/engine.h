@@ -63,6 +63,9 @@ struct EngineStats {
   // Request/response exchanges with the server (a pipeline of commands sent together and
   // answered together counts once); 0 for engines that do not count them (embedded ones).
   uint64_t round_trips = 0;
+  // Snapshots the engine holds open now (RocksDB; 0 elsewhere): nonzero between transactions
+  // would keep old versions from being compacted away.
+  uint64_t open_snapshots = 0;
 };
 
 class Engine {

@@ -193,6 +193,9 @@ class RocksEngine final : public Engine {
       Status s = body(t);
       if (s.ok()) s = FromRocks(txn->Commit(), "commit");
       if (!s.ok()) txn->Rollback().PermitUncheckedError();
+      // Neither Commit nor Rollback releases the snapshot: a spare holding one would keep every
+      // version written after it from being compacted away.
+      txn->ClearSnapshot();
       GiveBackTxn(std::move(txn));
       if (s.ok()) {
         txns_++;
@@ -221,7 +224,11 @@ class RocksEngine final : public Engine {
 
   Status Sync() override { return FromRocks(db_->FlushWAL(true), "sync WAL"); }
   std::string Name() const override { return "rocksdb://" + path_; }
-  EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
+  EngineStats Stats() const override {
+    EngineStats s{txns_.load(), conflicts_.load(), failures_.load()};
+    db_->GetIntProperty("rocksdb.num-snapshots", &s.open_snapshots);
+    return s;
+  }
   Status Compact() override {
     rocksdb::CompactRangeOptions cro;
     cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
