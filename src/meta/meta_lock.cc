@@ -221,10 +221,10 @@ Status MetaImpl::Flock(Ino ino, uint64_t owner, LockType type) {
 
 Status MetaImpl::MarkLockedTxn(kv::Txn& txn, Ino ino) {
   if (format_.meta_version < 3) return Status::OK();
-  NX_ASSIGN_OR_RETURN(auto v, txn.Get(keys::Attr(ino)));
-  if (!v) return Status::OK();  // no such inode: nothing to mark (and nothing will purge it)
-  Attr attr;
-  NX_TRY(keys::DecodeAttr(*v, &attr).With("inode " + std::to_string(ino)));
+  Result<Attr> got = GetAttrTxn(txn, ino);
+  // No such inode: nothing to mark (and nothing will purge it).
+  if (!got) return got.error().IsNotFound() ? Status::OK() : got.error();
+  Attr attr = *got;
   if (attr.flags & Attr::kAttrFlagLocks) return Status::OK();
   attr.flags |= Attr::kAttrFlagLocks;
   return PutAttrTxn(txn, ino, attr);
