@@ -1,13 +1,10 @@
 // rocksdb://PATH, the embedded default engine.
 //
-// Transactions are optimistic (OptimisticTransactionDB): a body reads through GetForUpdate at a
-// snapshot taken when it starts, so a key it read and that another transaction committed in the
-// meantime makes the commit fail with Busy/TryAgain; the body then runs again after a jittered
-// backoff, up to Backoff::kMaxAttempts. Metadata transactions are short and mostly touch
-// disjoint inodes, so optimistic validation costs less than taking locks on every read.
-// Counters changed with Txn::Add use a merge operator and MergeUntracked, so concurrent Adds
-// never conflict, while a transaction that reads the counter (Get/Increment) still conflicts
-// with them.
+// The DB's lock file lets one process open it, so every transaction comes from this process and
+// the engine orders them itself: Updates take turns on a mutex, and a body reads the latest
+// committed state directly, buffers its writes, and commits them as one WriteBatch. A View reads
+// at a snapshot and never waits for a writer. No body conflicts or runs twice. Counters changed
+// with Txn::Add become merge operands (CounterAddOperator), so bumping one does not read it.
 //
 // Durability: every commit is written to the WAL before it returns (not fsynced), so it survives
 // a kill -9 of the process; Sync() fsyncs the WAL, after which it survives power loss.
@@ -17,15 +14,16 @@
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
-#include <rocksdb/utilities/optimistic_transaction_db.h>
-#include <rocksdb/utilities/transaction.h>
+#include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <vector>
 
+#include "meta/kv/buffered_txn.h"
 #include "meta/kv/engines.h"
 
 namespace nexus::kv {
@@ -83,39 +81,95 @@ Status ScanBounded(const rocksdb::ReadOptions& base, std::string_view begin, std
   return ScanIterator(open(ro), begin, end, limit, visit);
 }
 
-class RocksTxn final : public Txn {
+// The transaction of an Update. Writers take turns (RocksEngine::Update), so a body reads the
+// latest committed state, which nothing can change before it commits: no snapshot, no read set to
+// validate. Writes are buffered (BufferedTxn) and applied as one WriteBatch. Adds of keys the
+// body has not written become merge operands at commit, so a counter is not read to be bumped.
+class RocksTxn final : public BufferedTxn {
  public:
-  RocksTxn(rocksdb::Transaction* txn, const rocksdb::Snapshot* snap) : txn_(txn) {
-    ro_.snapshot = snap;
-  }
-  Result<std::optional<std::string>> Get(std::string_view key) override {
-    std::string v;
-    auto s = txn_->GetForUpdate(ro_, rocksdb::Slice(key.data(), key.size()), &v);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return Err(FromRocks(s, "get"));
-    return std::optional<std::string>(std::move(v));
-  }
-  Status Put(std::string_view key, std::string_view value) override {
-    return FromRocks(txn_->Put(rocksdb::Slice(key.data(), key.size()),
-                               rocksdb::Slice(value.data(), value.size())),
-                     "put");
-  }
-  Status Delete(std::string_view key) override {
-    return FromRocks(txn_->Delete(rocksdb::Slice(key.data(), key.size())), "delete");
-  }
-  Status Scan(std::string_view begin, std::string_view end, size_t limit,
-              const Visitor& visit) override {
-    return ScanBounded(ro_, begin, end, limit, visit,
-                       [&](const rocksdb::ReadOptions& ro) { return txn_->GetIterator(ro); });
+  explicit RocksTxn(rocksdb::DB* db) : BufferedTxn(false), db_(db) {}
+
+  Result<std::vector<std::optional<std::string>>> MultiGet(
+      const std::vector<std::string>& keys) override {
+    std::vector<std::optional<std::string>> out(keys.size());
+    std::vector<rocksdb::Slice> slices;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (writes().count(keys[i]) || adds_.count(keys[i])) {
+        NX_ASSIGN_OR_RETURN(out[i], Get(keys[i]));
+      } else {
+        slices.emplace_back(keys[i]);
+        at.push_back(i);
+      }
+    }
+    if (slices.empty()) return out;
+    std::vector<std::string> values;
+    auto st = db_->MultiGet(ro_, slices, &values);
+    for (size_t j = 0; j < slices.size(); ++j) {
+      if (st[j].ok()) {
+        out[at[j]] = std::move(values[j]);
+      } else if (!st[j].IsNotFound()) {
+        return Err(FromRocks(st[j], "multiget"));
+      }
+    }
+    return out;
   }
   Status Add(std::string_view key, int64_t delta) override {
-    return FromRocks(
-        txn_->MergeUntracked(rocksdb::Slice(key.data(), key.size()), EncodeCounter(delta)), "add");
+    if (writes().count(key)) return Txn::Add(key, delta);  // a value of its own: bump it
+    adds_[std::string(key)] += delta;
+    return Status::OK();
+  }
+
+  // The buffered writes, then the Adds of keys not written since, as merge operands.
+  Status Fill(rocksdb::WriteBatch* batch) const {
+    for (const auto& [k, v] : writes()) {
+      auto s = v ? batch->Put(k, *v) : batch->Delete(k);
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
+    for (const auto& [k, delta] : adds_) {
+      if (delta == 0 || writes().count(k)) continue;
+      auto s = batch->Merge(k, EncodeCounter(delta));
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
+    return Status::OK();
+  }
+  bool empty() const { return writes().empty() && adds_.empty(); }
+
+ protected:
+  Result<std::optional<std::string>> BaseGet(std::string_view key) override {
+    std::string v;
+    auto s = db_->Get(ro_, rocksdb::Slice(key.data(), key.size()), &v);
+    std::optional<std::string> out;
+    if (s.ok()) {
+      out = std::move(v);
+    } else if (!s.IsNotFound()) {
+      return Err(FromRocks(s, "get"));
+    }
+    if (auto it = adds_.find(key); it != adds_.end()) {
+      out = EncodeCounter((out ? DecodeCounter(*out) : 0) + it->second);
+    }
+    return out;
+  }
+  Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) override {
+    return ScanBounded(ro_, begin, end, 0, visit,
+                       [&](const rocksdb::ReadOptions& ro) { return db_->NewIterator(ro); });
+  }
+  // A scan sees pending Adds in its range as the counters' new values.
+  Status BeforeScan(std::string_view begin, std::string_view end) override {
+    for (auto it = adds_.lower_bound(begin); it != adds_.end();) {
+      if (!end.empty() && it->first >= end) break;
+      NX_ASSIGN_OR_RETURN(auto v, Get(it->first));  // base + delta
+      const std::string key = it->first;
+      it = adds_.erase(it);
+      NX_TRY(Put(key, *v));
+    }
+    return Status::OK();
   }
 
  private:
-  rocksdb::Transaction* txn_;
+  rocksdb::DB* db_;
   rocksdb::ReadOptions ro_;
+  std::map<std::string, int64_t, std::less<>> adds_;
 };
 
 class RocksView final : public Txn {
@@ -165,53 +219,33 @@ class RocksView final : public Txn {
 
 class RocksEngine final : public Engine {
  public:
-  RocksEngine(rocksdb::OptimisticTransactionDB* db, std::string path) : db_(db), path_(path) {}
+  RocksEngine(rocksdb::DB* db, std::string path) : db_(db), path_(path) {}
   ~RocksEngine() override {
-    spare_txns_.clear();  // before the DB they belong to
     db_->FlushWAL(true).PermitUncheckedError();
     delete db_;
   }
 
   Status Update(const std::function<Status(Txn&)>& body) override {
-    rocksdb::WriteOptions wo;
-    rocksdb::OptimisticTransactionOptions to;
-    to.set_snapshot = true;
-    Status last;
-    // Optimistic retries are not fair: on a hot key (one counter bumped by many threads) an
-    // unlucky transaction can lose 50 times in a row. All clients of an embedded engine live in
-    // this process, so one that keeps losing escalates: from its 8th attempt on it holds
-    // `hot_`, and the transactions that escalated take turns instead of racing each other.
-    std::unique_lock<std::mutex> hot(hot_, std::defer_lock);
-    for (int attempt = 1; attempt <= Backoff::kMaxAttempts; ++attempt) {
-      if (attempt == kEscalateAfter) hot.lock();
-      Backoff::Wait(attempt);
-      // A transaction object is reused (BeginTransaction reinitializes it): a new one costs a
-      // dozen allocations (its write batch, index and key tracker), a tenth of a create.
-      std::unique_ptr<rocksdb::Transaction> txn = TakeSpareTxn();
-      txn.reset(db_->BeginTransaction(wo, to, txn.release()));
-      RocksTxn t(txn.get(), txn->GetSnapshot());
-      Status s = body(t);
-      if (s.ok()) s = FromRocks(txn->Commit(), "commit");
-      if (!s.ok()) txn->Rollback().PermitUncheckedError();
-      // Neither Commit nor Rollback releases the snapshot: a spare holding one would keep every
-      // version written after it from being compacted away.
-      txn->ClearSnapshot();
-      GiveBackTxn(std::move(txn));
-      if (s.ok()) {
-        txns_++;
-        return s;
-      }
-      if (!s.IsConflict()) {
-        failures_++;
-        return s;
-      }
-      conflicts_++;
-      last = s;
+    if (in_update_ == this) {
+      failures_++;
+      return Status::Errno(EDEADLK, "rocksdb: an Update body called Update of the same engine");
     }
-    failures_++;
-    return Status::Busy("rocksdb transaction gave up after " +
-                        std::to_string(Backoff::kMaxAttempts) + " conflicts (" + last.message() +
-                        ")");
+    // One writer at a time. The DB's lock file keeps every other process out, so all writers
+    // are in this process, and taking turns costs less than optimistic validation (a snapshot,
+    // an indexed write batch and a second memtable search per key read) while never running a
+    // body twice: writers in one directory all write its attribute record and would conflict.
+    std::lock_guard<std::mutex> lock(write_mu_);
+    in_update_ = this;
+    RocksTxn t(db_);
+    Status s = body(t);
+    if (s.ok() && !t.empty()) {
+      rocksdb::WriteBatch batch;
+      s = t.Fill(&batch);
+      if (s.ok()) s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "commit");
+    }
+    in_update_ = nullptr;
+    (s.ok() ? txns_ : failures_)++;
+    return s;
   }
 
   Status View(const std::function<Status(Txn&)>& body) override {
@@ -225,7 +259,7 @@ class RocksEngine final : public Engine {
   Status Sync() override { return FromRocks(db_->FlushWAL(true), "sync WAL"); }
   std::string Name() const override { return "rocksdb://" + path_; }
   EngineStats Stats() const override {
-    EngineStats s{txns_.load(), conflicts_.load(), failures_.load()};
+    EngineStats s{txns_.load(), 0, failures_.load()};
     db_->GetIntProperty("rocksdb.num-snapshots", &s.open_snapshots);
     return s;
   }
@@ -237,36 +271,21 @@ class RocksEngine final : public Engine {
   }
 
  private:
-  static constexpr int kEscalateAfter = 8;  // attempts before taking hot_ (see Update)
-  static constexpr size_t kMaxSpareTxns = 16;
+  static thread_local const RocksEngine* in_update_;  // the engine whose Update this thread runs
 
-  std::unique_ptr<rocksdb::Transaction> TakeSpareTxn() {
-    std::lock_guard lock(spare_mu_);
-    if (spare_txns_.empty()) return nullptr;
-    auto txn = std::move(spare_txns_.back());
-    spare_txns_.pop_back();
-    return txn;
-  }
-  void GiveBackTxn(std::unique_ptr<rocksdb::Transaction> txn) {
-    std::lock_guard lock(spare_mu_);
-    if (spare_txns_.size() < kMaxSpareTxns) spare_txns_.push_back(std::move(txn));
-  }
-
-  rocksdb::OptimisticTransactionDB* db_;
+  rocksdb::DB* db_;
   std::string path_;
-  std::mutex hot_;
-  std::mutex spare_mu_;
-  std::vector<std::unique_ptr<rocksdb::Transaction>> spare_txns_;  // finished, for reuse
-  std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0};
+  std::mutex write_mu_;
+  std::atomic<uint64_t> txns_{0}, failures_{0};
 };
+
+thread_local const RocksEngine* RocksEngine::in_update_ = nullptr;
 
 rocksdb::Options MetaOptions() {
   rocksdb::Options o;
   o.create_if_missing = true;
   o.IncreaseParallelism(2);
   o.merge_operator = std::make_shared<CounterAddOperator>();
-  // Optimistic validation looks at memtable history to find conflicting writes.
-  o.max_write_buffer_size_to_maintain = 64 << 20;
   // LZ4 for the upper levels (cheap), ZSTD for the bottommost level (most of the data), each
   // only if this RocksDB build has it, so that Open never fails over a missing codec.
   auto codecs = rocksdb::GetSupportedCompressions();
@@ -308,8 +327,8 @@ Result<std::unique_ptr<Engine>> OpenRocksDB(const std::string& path) {
   if (ec)
     return Err(ec.value(),
                "rocksdb: cannot create '" + p.parent_path().string() + "': " + ec.message());
-  rocksdb::OptimisticTransactionDB* db = nullptr;
-  auto s = rocksdb::OptimisticTransactionDB::Open(MetaOptions(), path, &db);
+  rocksdb::DB* db = nullptr;
+  auto s = rocksdb::DB::Open(MetaOptions(), path, &db);
   if (!s.ok()) {
     Status st = FromRocks(s, "open '" + path + "'");
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
