@@ -301,6 +301,7 @@ struct ReadyPipe {
 Result<std::unique_ptr<meta::Meta>> OpenVolume(const std::string& url, bool read_only) {
   meta::MetaOptions mo;
   mo.read_only = read_only;
+  mo.sole_client = true;  // the mount's Meta is the only one on its engine
   return OpenMeta(url, mo);
 }
 

@@ -32,6 +32,13 @@ struct MetaOptions {
   bool read_only = false;
   // Mount-level subdirectory: operations see this inode as the root. 0 = the volume root.
   Ino subdir_root = 0;
+  // This Meta is the only client of its engine (the mount's): when the engine is single-process
+  // too (kv::Engine::SingleProcess), which files are open is kept in memory only, and the open
+  // records O<ino><sid> and SS<sid><ino> are written only for a file unlinked while open (so a
+  // crash still leaves it for the session cleanup to remove), not on every first open and last
+  // close. Never set it for one of several clients of one engine: their unlinks could not see
+  // this client's open files.
+  bool sole_client = false;
 };
 
 class Meta {

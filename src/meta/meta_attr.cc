@@ -4,10 +4,13 @@
 // Open tracking: open_counts_ holds this client's handles per inode. The first handle writes
 // O<ino><sid> and SS<sid><ino> in the transaction that checks the permission; the last Close
 // deletes them and, when the inode was unlinked meanwhile and no other session has it open,
-// removes it. Open and Close of one inode hold its stripe mutex across their transaction, so the
-// local count and the engine's records change together. CloseDeferred (the FUSE release path)
-// leaves the last handle's records to the closer thread, which releases the inodes closed
-// meanwhile in one transaction: one engine read and one commit for many closes.
+// removes it. With local opens (the sole client of a single-process engine) only an unlink
+// writes those records, for an inode open here (RemoveInodeTxn), and only the last Close of such
+// an inode (sustained_) has a transaction to run. Open and Close of one inode hold its stripe mutex
+// across their transaction, so the local count and the engine's records change together.
+// CloseDeferred (the FUSE release path) leaves the last handle's records to the closer thread,
+// which releases the inodes closed meanwhile in one transaction: one engine read and one commit for
+// many closes.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -156,23 +159,42 @@ Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
     first = it == open_counts_.end() || it->second == 0;
     // The records of a deferred close are still there: keep them instead of rewriting them.
     if (first && pending_close_.erase(ino) > 0) first = false, revived = true;
+    // A local open counts before its transaction: an unlink that runs after it keeps the inode
+    // (RemoveInodeTxn), and one that ran before made the attribute this open reads disappear.
+    if (local_opens_) ++open_counts_[ino];
   }
   Attr attr;
   auto body = [&](kv::Txn& txn) -> Status {
     NX_ASSIGN_OR_RETURN(attr, GetAttrTxn(txn, ino));
     NX_TRY(CheckOpen(ctx, attr, ino, flags));
-    return first ? RegisterOpenTxn(txn, ino) : Status::OK();
+    if (!first) return Status::OK();
+    // Rewriting the attribute (unchanged) orders this open against an unlink that read it.
+    return local_opens_ ? PutAttrTxn(txn, ino, attr) : RegisterOpenTxn(txn, ino);
   };
   Status s = first ? engine_->Update(body) : engine_->View(body);
-  std::lock_guard<std::mutex> lock(open_mu_);
+  std::unique_lock<std::mutex> lock(open_mu_);
   if (!s.ok()) {
+    bool release = false;
+    if (local_opens_) {
+      if (--open_counts_[ino] == 0) {
+        open_counts_.erase(ino);
+        // An unlink kept the inode for this open, which failed: nobody else will release it.
+        release = !revived && sustained_.count(ino) > 0;
+      }
+    }
     if (revived) {
       pending_close_.insert(ino);
       close_cv_.notify_all();
     }
+    lock.unlock();
+    if (release) {
+      if (Status r = ReleaseOpenRecords(ino); !r.ok()) {
+        NX_LOG_WARN("release of {} after a failed open: {}", InoName(ino), r.ToString());
+      }
+    }
     return Err(s);
   }
-  ++open_counts_[ino];
+  if (!local_opens_) ++open_counts_[ino];
   return Expose(attr);
 }
 
@@ -186,15 +208,28 @@ Result<bool> MetaImpl::DropHandleLocked(Ino ino) {
   return false;
 }
 
+bool MetaImpl::DropLocalLastHandleLocked(Ino ino) {
+  if (!local_opens_ || sustained_.count(ino)) return false;
+  open_counts_.erase(ino);
+  return true;
+}
+
+Status MetaImpl::ReleaseOpenRecords(Ino ino) {
+  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, {ino}, sid_); }));
+  std::lock_guard<std::mutex> lock(open_mu_);
+  sustained_.erase(ino);
+  return Status::OK();
+}
+
 Status MetaImpl::Close(Ino ino) {
   ino = Real(ino);
   std::lock_guard<std::mutex> stripe(OpenStripe(ino));
   {
     std::lock_guard<std::mutex> lock(open_mu_);
     NX_ASSIGN_OR_RETURN(bool last, DropHandleLocked(ino));
-    if (!last) return Status::OK();
+    if (!last || DropLocalLastHandleLocked(ino)) return Status::OK();
   }
-  NX_TRY(engine_->Update([&](kv::Txn& txn) -> Status { return ReleaseOpenTxn(txn, {ino}, sid_); }));
+  NX_TRY(ReleaseOpenRecords(ino));
   std::lock_guard<std::mutex> lock(open_mu_);
   open_counts_.erase(ino);
   return Status::OK();
@@ -206,7 +241,7 @@ Status MetaImpl::CloseDeferred(Ino ino) {
     std::lock_guard<std::mutex> stripe(OpenStripe(ino));
     std::lock_guard<std::mutex> lock(open_mu_);
     NX_ASSIGN_OR_RETURN(bool last, DropHandleLocked(ino));
-    if (!last) return Status::OK();
+    if (!last || DropLocalLastHandleLocked(ino)) return Status::OK();
     if (!closer_stop_) {
       open_counts_.erase(ino);
       pending_close_.insert(ino);
@@ -288,6 +323,11 @@ bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
   lock.lock();
   for (Ino ino : batch) closing_.erase(ino);
   for (Ino ino : failed) pending_close_.insert(ino);
+  if (local_opens_) {
+    for (Ino ino : batch) {
+      if (std::find(failed.begin(), failed.end(), ino) == failed.end()) sustained_.erase(ino);
+    }
+  }
   if (pending_close_.empty()) close_flush_ = false;
   close_error_ = failed.empty() ? Status::OK() : s;
   close_cv_.notify_all();

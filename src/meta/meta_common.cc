@@ -31,6 +31,7 @@ std::string OctalMode(uint32_t mode) {
 MetaImpl::MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options)
     : engine_(std::move(engine)), options_(options) {
   hint_misses_ = engine_->DefersExpectedReads();
+  local_opens_ = options_.sole_client && engine_->SingleProcess();
 }
 
 MetaImpl::~MetaImpl() { StopCloser(); }
@@ -171,10 +172,24 @@ Result<Ino> MetaImpl::AllocIno() {
 // Close, or the cleanup of the session holding it, removes it later.
 Status MetaImpl::RemoveInodeTxn(kv::Txn& txn, Ino ino, const Attr& attr, CounterDeltas* deltas) {
   bool open = false;
-  NX_TRY(txn.ScanPrefix(keys::OpenPrefix(ino), 1, [&](std::string_view, std::string_view) {
-    open = true;
-    return false;
-  }));
+  if (local_opens_) {
+    // No other client exists: this one's handles are the only ones. An inode open here gets the
+    // records that a crash would leave for the session cleanup.
+    {
+      std::lock_guard<std::mutex> lock(open_mu_);
+      open = open_counts_.count(ino) || pending_close_.count(ino) || closing_.count(ino);
+      if (open) sustained_.insert(ino);
+    }
+    if (open) {
+      NX_TRY(txn.Put(keys::Open(ino, sid_), ""));
+      NX_TRY(txn.Put(keys::Sustained(sid_, ino), ""));
+    }
+  } else {
+    NX_TRY(txn.ScanPrefix(keys::OpenPrefix(ino), 1, [&](std::string_view, std::string_view) {
+      open = true;
+      return false;
+    }));
+  }
   if (open) {
     Attr kept = attr;
     kept.nlink = 0;

@@ -222,6 +222,12 @@ class MetaImpl final : public Meta {
   // With open_mu_ held: EBADF unless this client holds `ino`; drops one handle and returns
   // false when others remain, true for the last one (its count, 1, is left to the caller).
   Result<bool> DropHandleLocked(Ino ino);
+  // With open_mu_ held, for the last handle of `ino`: with local opens and no records to
+  // release, forgets the inode and returns true (nothing left to do); false otherwise.
+  bool DropLocalLastHandleLocked(Ino ino);
+  // Releases the open records of `ino` in this session (ReleaseOpenTxn: an unlinked inode open
+  // nowhere else goes) and drops it from sustained_.
+  Status ReleaseOpenRecords(Ino ino);
   // Deferred closes (meta_attr.cc): the closer thread releases pending_close_ in batches.
   void CloserLoop();
   // Moves up to a batch of pending_close_ to closing_, releases it with `lock` (on open_mu_)
@@ -299,6 +305,11 @@ class MetaImpl final : public Meta {
   // closer thread (pending_close_) or in its current transaction (closing_). An Open of an
   // inode in closing_ waits on close_cv_ for that transaction to end.
   std::unordered_set<Ino> pending_close_, closing_;
+  // Local opens (MetaOptions::sole_client on a single-process engine): open_counts_ alone says
+  // which files are open; an inode unlinked while open gets its O/SS records then and is listed
+  // in sustained_ until the release of its last handle removes it.
+  bool local_opens_ = false;
+  std::unordered_set<Ino> sustained_;
   std::condition_variable close_cv_;
   std::thread closer_;
   bool closer_stop_ = false;

@@ -167,18 +167,26 @@ Result<Entry> MetaImpl::CreateNode(const Context& ctx, Ino parent, std::string_v
   Entry out;
   std::optional<std::string> hint;
   if (hint_misses_) hint = TakeMissHint(keys::Dentry(parent, name));
+  if (open && local_opens_) {  // counted first, as in Open
+    std::lock_guard<std::mutex> lock(open_mu_);
+    ++open_counts_[ino];
+  }
   Status s = engine_->Update([&](kv::Txn& txn) -> Status {
     NX_TRY(CreateNodeTxn(txn, ctx, parent, name, ino, node, &out, existing, &hint));
-    return open ? RegisterOpenTxn(txn, ino) : Status::OK();
+    return open && !local_opens_ ? RegisterOpenTxn(txn, ino) : Status::OK();
   });
   if (!s.ok()) {
+    if (open && local_opens_) {  // nothing named the new inode: no unlink could have kept it
+      std::lock_guard<std::mutex> lock(open_mu_);
+      open_counts_.erase(ino);
+    }
     if (RefusedByBody(s)) {  // surely not committed: give the number back to the batch
       std::lock_guard<std::mutex> lock(alloc_mu_);
       if (next_ino_ == ino + 1) next_ino_ = ino;
     }
     return Err(s);
   }
-  if (open) {
+  if (open && !local_opens_) {
     std::lock_guard<std::mutex> lock(open_mu_);
     ++open_counts_[ino];
   }

@@ -234,6 +234,7 @@ Status MetaImpl::CloseSession() {
   {
     std::lock_guard<std::mutex> lock(open_mu_);
     open_counts_.clear();
+    sustained_.clear();
   }
   NX_LOG_INFO("session {} closed", sid_);
   sid_ = 0;

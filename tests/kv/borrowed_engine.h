@@ -16,6 +16,8 @@ class BorrowedEngine : public Engine {
   Status View(const std::function<Status(Txn&)>& body) override { return inner_->View(body); }
   Status Sync() override { return inner_->Sync(); }
   std::string Name() const override { return inner_->Name(); }
+  EngineStats Stats() const override { return inner_->Stats(); }
+  bool SingleProcess() const override { return inner_->SingleProcess(); }
 
  private:
   Engine* inner_;

@@ -100,6 +100,9 @@ class Engine {
   // True when Txn::MultiGetExpecting saves a round trip (the caller may then keep values it read
   // to pass as expectations later).
   virtual bool DefersExpectedReads() const { return false; }
+  // True when no other process can open this store while the engine has it open (RocksDB's
+  // lock file; mem://): every client of it lives in this process.
+  virtual bool SingleProcess() const { return false; }
   // Deletes every key (for tests and `destroy`).
   virtual Status Reset();
   // Compacts the engine's storage (RocksDB: a full manual compaction), e.g. after a bulk load;

@@ -63,6 +63,7 @@ class MemEngine final : public Engine {
   }
   Status Sync() override { return Status::OK(); }
   std::string Name() const override { return "mem://"; }
+  bool SingleProcess() const override { return true; }
   EngineStats Stats() const override { return {txns_.load(), 0, failures_.load()}; }
 
  private:

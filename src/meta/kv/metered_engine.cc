@@ -58,6 +58,8 @@ class MeteredEngine final : public Engine {
   EngineStats Stats() const override { return inner_->Stats(); }
   Status Reset() override { return inner_->Reset(); }
   Status Compact() override { return inner_->Compact(); }
+  bool DefersExpectedReads() const override { return inner_->DefersExpectedReads(); }
+  bool SingleProcess() const override { return inner_->SingleProcess(); }
 
  private:
   template <typename Run>

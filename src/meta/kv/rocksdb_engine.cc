@@ -258,6 +258,7 @@ class RocksEngine final : public Engine {
 
   Status Sync() override { return FromRocks(db_->FlushWAL(true), "sync WAL"); }
   std::string Name() const override { return "rocksdb://" + path_; }
+  bool SingleProcess() const override { return true; }
   EngineStats Stats() const override {
     EngineStats s{txns_.load(), 0, failures_.load()};
     db_->GetIntProperty("rocksdb.num-snapshots", &s.open_snapshots);
