@@ -66,6 +66,9 @@ struct EngineStats {
   // Snapshots the engine holds open now (RocksDB; 0 elsewhere): nonzero between transactions
   // would keep old versions from being compacted away.
   uint64_t open_snapshots = 0;
+  // Point reads answered by the engine's own value cache, and those it had to pass on (RocksDB;
+  // 0 elsewhere).
+  uint64_t cache_hits = 0, cache_misses = 0;
 };
 
 class Engine {

@@ -25,6 +25,7 @@
 
 #include "meta/kv/buffered_txn.h"
 #include "meta/kv/engines.h"
+#include "meta/kv/value_cache.h"
 
 namespace nexus::kv {
 namespace {
@@ -81,37 +82,88 @@ Status ScanBounded(const rocksdb::ReadOptions& base, std::string_view begin, std
   return ScanIterator(open(ro), begin, end, limit, visit);
 }
 
+// Point reads through the engine's ValueCache: a key cached as of a sequence at or below `at` is
+// answered from it, the others from the DB with `ro`. A reader that holds the writers' turn
+// (at = kLatest) reads the latest state, which stays the latest until it commits, so it also
+// caches what it read; a View reads at an older snapshot and leaves the cache alone.
+class CachedReads {
+ public:
+  CachedReads(rocksdb::DB* db, ValueCache* cache, uint64_t at) : db_(db), cache_(cache), at_(at) {}
+  rocksdb::ReadOptions& ro() { return ro_; }
+
+  Result<std::optional<std::string>> Get(std::string_view key) {
+    std::optional<std::string> out;
+    if (cache_->Get(key, at_, &out)) return out;
+    std::string v;
+    auto s = db_->Get(ro_, rocksdb::Slice(key.data(), key.size()), &v);
+    if (s.ok()) {
+      out = std::move(v);
+    } else if (!s.IsNotFound()) {
+      return Err(FromRocks(s, "get"));
+    }
+    if (Fills()) cache_->Put(key, out, fill_seq_);
+    return out;
+  }
+  // Reads keys[i] into (*out)[i] for every i with want(i).
+  template <typename Want>
+  Status MultiGet(const std::vector<std::string>& keys, Want want,
+                  std::vector<std::optional<std::string>>* out) {
+    std::vector<rocksdb::Slice> slices;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (!want(i) || cache_->Get(keys[i], at_, &(*out)[i])) continue;
+      slices.emplace_back(keys[i]);
+      at.push_back(i);
+    }
+    if (slices.empty()) return Status::OK();
+    std::vector<std::string> values;
+    auto st = db_->MultiGet(ro_, slices, &values);
+    for (size_t j = 0; j < slices.size(); ++j) {
+      std::optional<std::string>& v = (*out)[at[j]];
+      if (st[j].ok()) {
+        v = std::move(values[j]);
+      } else if (!st[j].IsNotFound()) {
+        return FromRocks(st[j], "multiget");
+      }
+      if (Fills()) cache_->Put(keys[at[j]], v, fill_seq_);
+    }
+    return Status::OK();
+  }
+
+ private:
+  bool Fills() {
+    if (at_ != ValueCache::kLatest) return false;
+    if (fill_seq_ == 0) fill_seq_ = db_->GetLatestSequenceNumber();
+    return true;
+  }
+
+  rocksdb::DB* db_;
+  ValueCache* cache_;
+  const uint64_t at_;
+  uint64_t fill_seq_ = 0;  // the latest sequence, read once by a filling reader
+  rocksdb::ReadOptions ro_;
+};
+
 // The transaction of an Update. Writers take turns (RocksEngine::Update), so a body reads the
 // latest committed state, which nothing can change before it commits: no snapshot, no read set to
 // validate. Writes are buffered (BufferedTxn) and applied as one WriteBatch. Adds of keys the
 // body has not written become merge operands at commit, so a counter is not read to be bumped.
 class RocksTxn final : public BufferedTxn {
  public:
-  explicit RocksTxn(rocksdb::DB* db) : BufferedTxn(false), db_(db) {}
+  RocksTxn(rocksdb::DB* db, ValueCache* cache)
+      : BufferedTxn(false), db_(db), reads_(db, cache, ValueCache::kLatest) {}
 
   Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys) override {
     std::vector<std::optional<std::string>> out(keys.size());
-    std::vector<rocksdb::Slice> slices;
-    std::vector<size_t> at;
+    auto own = [&](size_t i) { return writes().count(keys[i]) || adds_.count(keys[i]); };
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (writes().count(keys[i]) || adds_.count(keys[i])) {
+      if (own(i)) {
         NX_ASSIGN_OR_RETURN(out[i], Get(keys[i]));
-      } else {
-        slices.emplace_back(keys[i]);
-        at.push_back(i);
       }
     }
-    if (slices.empty()) return out;
-    std::vector<std::string> values;
-    auto st = db_->MultiGet(ro_, slices, &values);
-    for (size_t j = 0; j < slices.size(); ++j) {
-      if (st[j].ok()) {
-        out[at[j]] = std::move(values[j]);
-      } else if (!st[j].IsNotFound()) {
-        return Err(FromRocks(st[j], "multiget"));
-      }
-    }
+    NX_TRY(reads_.MultiGet(
+        keys, [&](size_t i) { return !own(i); }, &out));
     return out;
   }
   Status Add(std::string_view key, int64_t delta) override {
@@ -133,25 +185,27 @@ class RocksTxn final : public BufferedTxn {
     }
     return Status::OK();
   }
+  // Runs `f(key, value)` for each write and `g(key, delta)` for each Add that Fill turned into a
+  // merge operand.
+  template <typename F, typename G>
+  void ForEachChange(F f, G g) const {
+    for (const auto& [k, v] : writes()) f(k, v);
+    for (const auto& [k, delta] : adds_) {
+      if (delta != 0 && !writes().count(k)) g(k, delta);
+    }
+  }
   bool empty() const { return writes().empty() && adds_.empty(); }
 
  protected:
   Result<std::optional<std::string>> BaseGet(std::string_view key) override {
-    std::string v;
-    auto s = db_->Get(ro_, rocksdb::Slice(key.data(), key.size()), &v);
-    std::optional<std::string> out;
-    if (s.ok()) {
-      out = std::move(v);
-    } else if (!s.IsNotFound()) {
-      return Err(FromRocks(s, "get"));
-    }
+    NX_ASSIGN_OR_RETURN(std::optional<std::string> out, reads_.Get(key));
     if (auto it = adds_.find(key); it != adds_.end()) {
       out = EncodeCounter((out ? DecodeCounter(*out) : 0) + it->second);
     }
     return out;
   }
   Status BaseScan(std::string_view begin, std::string_view end, const Visitor& visit) override {
-    return ScanBounded(ro_, begin, end, 0, visit,
+    return ScanBounded(reads_.ro(), begin, end, 0, visit,
                        [&](const rocksdb::ReadOptions& ro) { return db_->NewIterator(ro); });
   }
   // A scan sees pending Adds in its range as the counters' new values.
@@ -168,33 +222,22 @@ class RocksTxn final : public BufferedTxn {
 
  private:
   rocksdb::DB* db_;
-  rocksdb::ReadOptions ro_;
+  CachedReads reads_;
   std::map<std::string, int64_t, std::less<>> adds_;
 };
 
 class RocksView final : public Txn {
  public:
-  RocksView(rocksdb::DB* db, const rocksdb::Snapshot* snap) : db_(db) { ro_.snapshot = snap; }
-  Result<std::optional<std::string>> Get(std::string_view key) override {
-    std::string v;
-    auto s = db_->Get(ro_, rocksdb::Slice(key.data(), key.size()), &v);
-    if (s.IsNotFound()) return std::optional<std::string>();
-    if (!s.ok()) return Err(FromRocks(s, "get"));
-    return std::optional<std::string>(std::move(v));
+  RocksView(rocksdb::DB* db, ValueCache* cache, const rocksdb::Snapshot* snap)
+      : db_(db), reads_(db, cache, snap->GetSequenceNumber()) {
+    reads_.ro().snapshot = snap;
   }
+  Result<std::optional<std::string>> Get(std::string_view key) override { return reads_.Get(key); }
   Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys) override {
-    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-    std::vector<std::string> values;
-    auto st = db_->MultiGet(ro_, slices, &values);
     std::vector<std::optional<std::string>> out(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      if (st[i].ok()) {
-        out[i] = std::move(values[i]);
-      } else if (!st[i].IsNotFound()) {
-        return Err(FromRocks(st[i], "multiget"));
-      }
-    }
+    NX_TRY(reads_.MultiGet(
+        keys, [](size_t) { return true; }, &out));
     return out;
   }
   Status Put(std::string_view, std::string_view) override {
@@ -208,13 +251,13 @@ class RocksView final : public Txn {
   }
   Status Scan(std::string_view begin, std::string_view end, size_t limit,
               const Visitor& visit) override {
-    return ScanBounded(ro_, begin, end, limit, visit,
+    return ScanBounded(reads_.ro(), begin, end, limit, visit,
                        [&](const rocksdb::ReadOptions& ro) { return db_->NewIterator(ro); });
   }
 
  private:
   rocksdb::DB* db_;
-  rocksdb::ReadOptions ro_;
+  CachedReads reads_;
 };
 
 class RocksEngine final : public Engine {
@@ -236,12 +279,12 @@ class RocksEngine final : public Engine {
     // body twice: writers in one directory all write its attribute record and would conflict.
     std::lock_guard<std::mutex> lock(write_mu_);
     in_update_ = this;
-    RocksTxn t(db_);
+    RocksTxn t(db_, &cache_);
     Status s = body(t);
     if (s.ok() && !t.empty()) {
       rocksdb::WriteBatch batch;
       s = t.Fill(&batch);
-      if (s.ok()) s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "commit");
+      if (s.ok()) s = Commit(t, &batch);
     }
     in_update_ = nullptr;
     (s.ok() ? txns_ : failures_)++;
@@ -250,7 +293,7 @@ class RocksEngine final : public Engine {
 
   Status View(const std::function<Status(Txn&)>& body) override {
     const rocksdb::Snapshot* snap = db_->GetSnapshot();
-    RocksView v(db_, snap);
+    RocksView v(db_, &cache_, snap);
     Status s = body(v);
     db_->ReleaseSnapshot(snap);
     return s;
@@ -259,11 +302,6 @@ class RocksEngine final : public Engine {
   Status Sync() override { return FromRocks(db_->FlushWAL(true), "sync WAL"); }
   std::string Name() const override { return "rocksdb://" + path_; }
   bool SingleProcess() const override { return true; }
-  EngineStats Stats() const override {
-    EngineStats s{txns_.load(), 0, failures_.load()};
-    db_->GetIntProperty("rocksdb.num-snapshots", &s.open_snapshots);
-    return s;
-  }
   Status Compact() override {
     rocksdb::CompactRangeOptions cro;
     cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -271,12 +309,41 @@ class RocksEngine final : public Engine {
     return FromRocks(db_->CompactRange(cro, nullptr, nullptr), "compact");
   }
 
+  EngineStats Stats() const override {
+    EngineStats s{txns_.load(), 0, failures_.load()};
+    db_->GetIntProperty("rocksdb.num-snapshots", &s.open_snapshots);
+    ValueCache::Stats c = cache_.GetStats();
+    s.cache_hits = c.hits;
+    s.cache_misses = c.misses;
+    return s;
+  }
+
  private:
   static thread_local const RocksEngine* in_update_;  // the engine whose Update this thread runs
+  static constexpr size_t kValueCacheBytes = 32 << 20;
+
+  // Writes the batch and brings the cache to the new state. The keys are pending meanwhile, so
+  // that a View whose snapshot already includes the batch reads them from the DB, not the cache.
+  Status Commit(const RocksTxn& t, rocksdb::WriteBatch* batch) {
+    auto pending = [&](const std::string& k, auto&&) { cache_.MarkPending(k); };
+    t.ForEachChange(pending, pending);
+    Status s = FromRocks(db_->Write(rocksdb::WriteOptions(), batch), "commit");
+    if (!s.ok()) {
+      auto forget = [&](const std::string& k, auto&&) { cache_.Erase(k); };
+      t.ForEachChange(forget, forget);
+      return s;
+    }
+    const uint64_t seq = db_->GetLatestSequenceNumber();
+    t.ForEachChange(
+        [&](const std::string& k, const std::optional<std::string>& v) { cache_.Put(k, v, seq); },
+        [&](const std::string& k, int64_t delta) { cache_.AddToCounter(k, delta, seq); });
+    return s;
+  }
 
   rocksdb::DB* db_;
   std::string path_;
   std::mutex write_mu_;
+  ValueCache cache_{kValueCacheBytes};
   std::atomic<uint64_t> txns_{0}, failures_{0};
 };
 
