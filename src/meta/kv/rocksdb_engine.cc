@@ -172,21 +172,8 @@ class RocksTxn final : public BufferedTxn {
     return Status::OK();
   }
 
-  // The buffered writes, then the Adds of keys not written since, as merge operands.
-  Status Fill(rocksdb::WriteBatch* batch) const {
-    for (const auto& [k, v] : writes()) {
-      auto s = v ? batch->Put(k, *v) : batch->Delete(k);
-      if (!s.ok()) return FromRocks(s, "batch");
-    }
-    for (const auto& [k, delta] : adds_) {
-      if (delta == 0 || writes().count(k)) continue;
-      auto s = batch->Merge(k, EncodeCounter(delta));
-      if (!s.ok()) return FromRocks(s, "batch");
-    }
-    return Status::OK();
-  }
-  // Runs `f(key, value)` for each write and `g(key, delta)` for each Add that Fill turned into a
-  // merge operand.
+  // Runs `f(key, value)` for each buffered write (std::nullopt: a delete), then `g(key, delta)`
+  // for each Add of a key not written since: what the commit applies, as a merge operand.
   template <typename F, typename G>
   void ForEachChange(F f, G g) const {
     for (const auto& [k, v] : writes()) f(k, v);
@@ -281,11 +268,7 @@ class RocksEngine final : public Engine {
     in_update_ = this;
     RocksTxn t(db_, &cache_);
     Status s = body(t);
-    if (s.ok() && !t.empty()) {
-      rocksdb::WriteBatch batch;
-      s = t.Fill(&batch);
-      if (s.ok()) s = Commit(t, &batch);
-    }
+    if (s.ok() && !t.empty()) s = Commit(t);
     in_update_ = nullptr;
     (s.ok() ? txns_ : failures_)++;
     return s;
@@ -322,12 +305,23 @@ class RocksEngine final : public Engine {
   static thread_local const RocksEngine* in_update_;  // the engine whose Update this thread runs
   static constexpr size_t kValueCacheBytes = 32 << 20;
 
-  // Writes the batch and brings the cache to the new state. The keys are pending meanwhile, so
-  // that a View whose snapshot already includes the batch reads them from the DB, not the cache.
-  Status Commit(const RocksTxn& t, rocksdb::WriteBatch* batch) {
-    auto pending = [&](const std::string& k, auto&&) { cache_.MarkPending(k); };
-    t.ForEachChange(pending, pending);
-    Status s = FromRocks(db_->Write(rocksdb::WriteOptions(), batch), "commit");
+  // Writes what `t` changed as one batch and brings the cache to the new state. The keys are
+  // pending meanwhile, so that a View whose snapshot already includes the batch reads them from
+  // the DB, not the cache.
+  Status Commit(const RocksTxn& t) {
+    rocksdb::WriteBatch batch;
+    rocksdb::Status added;
+    t.ForEachChange(
+        [&](const std::string& k, const std::optional<std::string>& v) {
+          if (added.ok()) added = v ? batch.Put(k, *v) : batch.Delete(k);
+          cache_.MarkPending(k);
+        },
+        [&](const std::string& k, int64_t delta) {
+          if (added.ok()) added = batch.Merge(k, EncodeCounter(delta));
+          cache_.MarkPending(k);
+        });
+    Status s = FromRocks(added, "batch");
+    if (s.ok()) s = FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "commit");
     if (!s.ok()) {
       auto forget = [&](const std::string& k, auto&&) { cache_.Erase(k); };
       t.ForEachChange(forget, forget);
