@@ -48,6 +48,10 @@ for fs in nx pt; do
   name=NexusFS
   [[ $fs == pt ]] && name=passthrough_hp
   echo "== $name"
+  # Each file system starts from a disk with nothing left to write back and an empty page
+  # cache: otherwise the one measured first pays for whatever ran before (a build, a CI run).
+  sync
+  [[ -w /proc/sys/vm/drop_caches ]] && echo 3 > /proc/sys/vm/drop_caches
   fio_line "$run/$fs" "$here/bench/fio/seq.fio"
   rm -f "$run/$fs/fio-seq.dat"
   fio_line "$run/$fs" "$here/bench/fio/randread.fio"
