@@ -321,12 +321,13 @@ bool MetaImpl::ReleasePending(std::unique_lock<std::mutex>& lock) {
                 failed.size(), failed.front(), s.ToString());
   }
   lock.lock();
-  for (Ino ino : batch) closing_.erase(ino);
-  for (Ino ino : failed) pending_close_.insert(ino);
-  if (local_opens_) {
-    for (Ino ino : batch) {
-      if (std::find(failed.begin(), failed.end(), ino) == failed.end()) sustained_.erase(ino);
-    }
+  for (Ino ino : batch) {
+    closing_.erase(ino);
+    sustained_.erase(ino);  // released (empty unless local opens)
+  }
+  for (Ino ino : failed) {
+    pending_close_.insert(ino);
+    if (local_opens_) sustained_.insert(ino);  // its records are still there
   }
   if (pending_close_.empty()) close_flush_ = false;
   close_error_ = failed.empty() ? Status::OK() : s;

@@ -156,14 +156,15 @@ class RocksTxn final : public BufferedTxn {
   Result<std::vector<std::optional<std::string>>> MultiGet(
       const std::vector<std::string>& keys) override {
     std::vector<std::optional<std::string>> out(keys.size());
-    auto own = [&](size_t i) { return writes().count(keys[i]) || adds_.count(keys[i]); };
+    std::vector<bool> own(keys.size());  // written or added by this body: read through Get
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (own(i)) {
+      own[i] = writes().count(keys[i]) || adds_.count(keys[i]);
+      if (own[i]) {
         NX_ASSIGN_OR_RETURN(out[i], Get(keys[i]));
       }
     }
     NX_TRY(reads_.MultiGet(
-        keys, [&](size_t i) { return !own(i); }, &out));
+        keys, [&](size_t i) { return !own[i]; }, &out));
     return out;
   }
   Status Add(std::string_view key, int64_t delta) override {
