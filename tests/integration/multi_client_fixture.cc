@@ -162,15 +162,18 @@ std::string CheckTree(meta::Meta* m, bool no_sessions) {
            std::to_string(n) + " entries");
     }
   }
-  // Every inode record is reachable; every other A<ino> key belongs to a recorded inode.
-  // Chunk records of a removed file stay until background deletion releases its data (a D
-  // record says so).
-  std::set<Ino> records, pending;
+  // Every inode record is reachable, or unlinked and still open: a client's close() returns
+  // before the kernel's asynchronous RELEASE reaches the daemon, so a file the other client
+  // unlinked may still be held when the workers are done. Every other A<ino> key belongs to a
+  // recorded inode. Chunk records of a removed file stay until background deletion releases its
+  // data (a D record says so).
+  std::set<Ino> records, pending, held;
   std::map<Ino, char> keyed;  // inode -> the kind of one of its other keys
   size_t session_keys = 0;
   Status s = m->engine()->View([&](kv::Txn& txn) -> Status {
     records.clear();
     pending.clear();
+    held.clear();
     keyed.clear();
     session_keys = 0;
     NX_TRY(txn.Scan("A", "B", 0, [&](std::string_view k, std::string_view) {
@@ -190,7 +193,8 @@ std::string CheckTree(meta::Meta* m, bool no_sessions) {
     for (const char* prefix : {"O", "SE", "SH", "SS", "F", "P"}) {
       std::string end(prefix);
       ++end.back();
-      NX_TRY(txn.Scan(prefix, end, 0, [&](std::string_view, std::string_view) {
+      NX_TRY(txn.Scan(prefix, end, 0, [&](std::string_view k, std::string_view) {
+        if (k[0] == 'O' && k.size() >= 9) held.insert(GetBE64(k.data() + 1));
         ++session_keys;
         return true;
       }));
@@ -199,7 +203,12 @@ std::string CheckTree(meta::Meta* m, bool no_sessions) {
   });
   if (!s.ok()) return "scan: " + s.ToString();
   for (Ino ino : records) {
-    if (!dirs.count(ino) && !refs.count(ino)) fail("inode " + std::to_string(ino) + " is orphan");
+    if (dirs.count(ino) || refs.count(ino)) continue;
+    auto attr = m->GetAttr(ino);
+    if (!no_sessions && held.count(ino) && attr && attr->nlink == 0) continue;
+    fail("inode " + std::to_string(ino) + " is orphan (nlink " +
+         (attr ? std::to_string(attr->nlink) : attr.error().ToString()) +
+         (held.count(ino) ? ", open)" : ", not open)"));
   }
   for (const auto& [ino, kind] : keyed) {
     if (records.count(ino) || (kind == 'C' && pending.count(ino))) continue;
