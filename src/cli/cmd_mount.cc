@@ -419,6 +419,9 @@ int Serve(const MountArgs& given, const ParsedOptions& p, ReadyPipe& ready) {
   vo.read_only = p.read_only;
   vo.writeback_cache = p.writeback_cache;
   vo.mount_options_json = OptionsJson(a, p);
+  // An engine only one process can open, opened by this mount: nobody else changes its files.
+  const bool sole_client = (*m)->engine()->SingleProcess();
+  vo.sole_client = sole_client;
   vfs::Vfs vfs(m->get(), chunks->get(), vo);
   std::unique_ptr<MetricsServer> metrics_server;
   if (!a.metrics_addr.empty()) {
@@ -431,6 +434,7 @@ int Serve(const MountArgs& given, const ParsedOptions& p, ReadyPipe& ready) {
     metrics_server = std::move(*started);
   }
   fuse::FuseOptions fo = FuseOptionsFor(a, p, f);
+  fo.auto_inval_data = !sole_client;
   auto server = fuse::FuseServer::Mount(&vfs, fo);
   if (!server) {
     (void)(*chunks)->Shutdown();

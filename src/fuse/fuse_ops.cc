@@ -115,7 +115,11 @@ void OpInit(void* userdata, struct fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_PARALLEL_DIROPS);
-  want(FUSE_CAP_AUTO_INVAL_DATA);
+  if (server->options().auto_inval_data) {
+    want(FUSE_CAP_AUTO_INVAL_DATA);
+  } else {
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  }
   // Always readdirplus (a directory handle serves one kind of batch best); O_TRUNC arrives as
   // setattr; the kernel clears suid/sgid itself.
   conn->want &= ~(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV);
@@ -125,9 +129,11 @@ void OpInit(void* userdata, struct fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
   }
   conn->max_write = 1 << 20;
-  NX_LOG_INFO("FUSE connection: protocol {}.{}, max_write {}, writeback_cache {}",
-              conn->proto_major, conn->proto_minor, conn->max_write,
-              (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "on" : "off");
+  NX_LOG_INFO(
+      "FUSE connection: protocol {}.{}, max_write {}, writeback_cache {}, auto_inval_data {}",
+      conn->proto_major, conn->proto_minor, conn->max_write,
+      (conn->want & FUSE_CAP_WRITEBACK_CACHE) ? "on" : "off",
+      (conn->want & FUSE_CAP_AUTO_INVAL_DATA) ? "on" : "off");
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

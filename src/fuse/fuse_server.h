@@ -27,6 +27,11 @@ struct FuseOptions {
   // Mount options for the kernel and libfuse (allow_other, default_permissions, ro, ...).
   std::vector<std::string> mount_options;
   bool writeback_cache = false;
+  // The kernel drops a file's pages when the attributes it fetches show a new mtime
+  // (FUSE_CAP_AUTO_INVAL_DATA): how it notices another client's writes. Off for a mount that is
+  // its volume's sole client, where a new mtime only comes from writes through this kernel, which
+  // its pages already hold.
+  bool auto_inval_data = true;
   double attr_timeout = 1.0;  // seconds
   double entry_timeout = 1.0;
   double dir_entry_timeout = 1.0;

@@ -56,6 +56,10 @@ struct VfsOptions {
   // The kernel caches pages and decides write offsets itself (-o writeback_cache).
   bool writeback_cache = false;
   size_t readdir_batch = 1000;  // entries a directory handle holds at most
+  // Every change to the volume's files reaches it through this mount's kernel (the engine admits
+  // one process, and the mount is its only client): whatever the kernel has cached of a file is
+  // still right at the next open, so its page cache is kept across close and open.
+  bool sole_client = false;
   // The mount's options as a JSON object, shown in .config next to the volume format.
   std::string mount_options_json = "{}";
 };
@@ -76,8 +80,10 @@ using EntryInvalidator = std::function<void(Ino parent, std::string_view name)>;
 struct OpenResult {
   uint64_t fh = 0;
   Attr attr;
-  bool keep_cache = false;  // the kernel may keep its page cache (file unchanged since seen)
-  bool direct_io = false;   // bypass the page cache (internal files with changing content)
+  // The kernel may keep its page cache: the mount is the sole client, or the file is unchanged
+  // since this client last saw it.
+  bool keep_cache = false;
+  bool direct_io = false;  // bypass the page cache (internal files with changing content)
 };
 
 struct CreateResult {

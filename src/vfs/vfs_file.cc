@@ -49,8 +49,8 @@ OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr, uint64_t epoch)
   {
     std::lock_guard<std::mutex> lock(seen_mu_);
     auto it = seen_.find(ino);
-    r.keep_cache =
-        it != seen_.end() && it->second.mtime == attr.mtime && it->second.length == attr.length;
+    r.keep_cache = options_.sole_client || (it != seen_.end() && it->second.mtime == attr.mtime &&
+                                            it->second.length == attr.length);
   }
   RememberSeen(ino, attr);
   auto h = std::make_shared<FileHandle>();
