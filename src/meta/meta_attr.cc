@@ -168,8 +168,12 @@ Result<Attr> MetaImpl::Open(const Context& ctx, Ino ino, int flags) {
     NX_ASSIGN_OR_RETURN(attr, GetAttrTxn(txn, ino));
     NX_TRY(CheckOpen(ctx, attr, ino, flags));
     if (!first) return Status::OK();
-    // Rewriting the attribute (unchanged) orders this open against an unlink that read it.
-    return local_opens_ ? PutAttrTxn(txn, ino, attr) : RegisterOpenTxn(txn, ino);
+    if (!local_opens_) return RegisterOpenTxn(txn, ino);
+    // The first open must be ordered against an unlink: one that commits before it makes this
+    // read fail, one after it sees the count taken above. Where Update bodies take turns, this
+    // Update's turn does that even though it writes nothing; where they may overlap, rewriting
+    // the attribute (unchanged) makes an unlink that read it conflict.
+    return one_writer_ ? Status::OK() : PutAttrTxn(txn, ino, attr);
   };
   Status s = first ? engine_->Update(body) : engine_->View(body);
   std::unique_lock<std::mutex> lock(open_mu_);

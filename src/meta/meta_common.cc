@@ -32,6 +32,7 @@ MetaImpl::MetaImpl(std::unique_ptr<kv::Engine> engine, MetaOptions options)
     : engine_(std::move(engine)), options_(options) {
   hint_misses_ = engine_->DefersExpectedReads();
   local_opens_ = options_.sole_client && engine_->SingleProcess();
+  one_writer_ = engine_->OneWriterAtATime();
 }
 
 MetaImpl::~MetaImpl() { StopCloser(); }

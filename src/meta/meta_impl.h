@@ -309,6 +309,7 @@ class MetaImpl final : public Meta {
   // which files are open; an inode unlinked while open gets its O/SS records then and is listed
   // in sustained_ until the release of its last handle removes it.
   bool local_opens_ = false;
+  bool one_writer_ = false;  // kv::Engine::OneWriterAtATime
   std::unordered_set<Ino> sustained_;
   std::condition_variable close_cv_;
   std::thread closer_;

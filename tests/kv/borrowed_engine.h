@@ -18,6 +18,7 @@ class BorrowedEngine : public Engine {
   std::string Name() const override { return inner_->Name(); }
   EngineStats Stats() const override { return inner_->Stats(); }
   bool SingleProcess() const override { return inner_->SingleProcess(); }
+  bool OneWriterAtATime() const override { return inner_->OneWriterAtATime(); }
 
  private:
   Engine* inner_;

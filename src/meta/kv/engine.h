@@ -69,6 +69,9 @@ struct EngineStats {
   // Point reads answered by the engine's own value cache, and those it had to pass on (RocksDB;
   // 0 elsewhere).
   uint64_t cache_hits = 0, cache_misses = 0;
+  // Transactions that wrote something (RocksDB, mem; 0 elsewhere): txns minus the Updates whose
+  // body changed nothing.
+  uint64_t writes = 0;
 };
 
 class Engine {
@@ -106,6 +109,10 @@ class Engine {
   // True when no other process can open this store while the engine has it open (RocksDB's
   // lock file; mem://): every client of it lives in this process.
   virtual bool SingleProcess() const { return false; }
+  // True when Update bodies never overlap: each runs alone and reads what every earlier Update
+  // committed (RocksDB's and mem's writers take turns). An Update that writes nothing then still
+  // orders its reads against every other Update.
+  virtual bool OneWriterAtATime() const { return false; }
   // Deletes every key (for tests and `destroy`).
   virtual Status Reset();
   // Compacts the engine's storage (RocksDB: a full manual compaction), e.g. after a bulk load;

@@ -53,6 +53,7 @@ class MemEngine final : public Engine {
         data_.erase(k);
       }
     }
+    if (!txn.writes().empty()) writes_++;
     txns_++;
     return Status::OK();
   }
@@ -64,12 +65,17 @@ class MemEngine final : public Engine {
   Status Sync() override { return Status::OK(); }
   std::string Name() const override { return "mem://"; }
   bool SingleProcess() const override { return true; }
-  EngineStats Stats() const override { return {txns_.load(), 0, failures_.load()}; }
+  bool OneWriterAtATime() const override { return true; }
+  EngineStats Stats() const override {
+    EngineStats s{txns_.load(), 0, failures_.load()};
+    s.writes = writes_.load();
+    return s;
+  }
 
  private:
   mutable std::shared_mutex mu_;
   Map data_;
-  std::atomic<uint64_t> txns_{0}, failures_{0};
+  std::atomic<uint64_t> txns_{0}, failures_{0}, writes_{0};
 };
 
 }  // namespace

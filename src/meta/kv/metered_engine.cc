@@ -60,6 +60,7 @@ class MeteredEngine final : public Engine {
   Status Compact() override { return inner_->Compact(); }
   bool DefersExpectedReads() const override { return inner_->DefersExpectedReads(); }
   bool SingleProcess() const override { return inner_->SingleProcess(); }
+  bool OneWriterAtATime() const override { return inner_->OneWriterAtATime(); }
 
  private:
   template <typename Run>

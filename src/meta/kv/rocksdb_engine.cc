@@ -286,6 +286,7 @@ class RocksEngine final : public Engine {
   Status Sync() override { return FromRocks(db_->FlushWAL(true), "sync WAL"); }
   std::string Name() const override { return "rocksdb://" + path_; }
   bool SingleProcess() const override { return true; }
+  bool OneWriterAtATime() const override { return true; }
   Status Compact() override {
     rocksdb::CompactRangeOptions cro;
     cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -299,6 +300,7 @@ class RocksEngine final : public Engine {
     ValueCache::Stats c = cache_.GetStats();
     s.cache_hits = c.hits;
     s.cache_misses = c.misses;
+    s.writes = writes_.load();
     return s;
   }
 
@@ -328,6 +330,7 @@ class RocksEngine final : public Engine {
       t.ForEachChange(forget, forget);
       return s;
     }
+    writes_++;
     const uint64_t seq = db_->GetLatestSequenceNumber();
     t.ForEachChange(
         [&](const std::string& k, const std::optional<std::string>& v) { cache_.Put(k, v, seq); },
@@ -339,7 +342,7 @@ class RocksEngine final : public Engine {
   std::string path_;
   std::mutex write_mu_;
   ValueCache cache_{kValueCacheBytes};
-  std::atomic<uint64_t> txns_{0}, failures_{0};
+  std::atomic<uint64_t> txns_{0}, failures_{0}, writes_{0};
 };
 
 thread_local const RocksEngine* RocksEngine::in_update_ = nullptr;
