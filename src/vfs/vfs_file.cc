@@ -38,6 +38,7 @@ uint64_t Vfs::AddFile(std::shared_ptr<FileHandle> h) {
 }
 
 void Vfs::RememberSeen(Ino ino, const Attr& attr) {
+  if (options_.sole_client) return;  // its opens keep the cache whatever this client saw
   std::lock_guard<std::mutex> lock(seen_mu_);
   if (seen_.size() >= kMaxSeen) seen_.clear();
   seen_[ino] = Seen{attr.mtime, attr.length};
@@ -46,11 +47,13 @@ void Vfs::RememberSeen(Ino ino, const Attr& attr) {
 OpenResult Vfs::FinishOpen(Ino ino, int flags, const Attr& attr, uint64_t epoch) {
   OpenResult r;
   r.attr = attr;
-  {
+  if (options_.sole_client) {
+    r.keep_cache = true;
+  } else {
     std::lock_guard<std::mutex> lock(seen_mu_);
     auto it = seen_.find(ino);
-    r.keep_cache = options_.sole_client || (it != seen_.end() && it->second.mtime == attr.mtime &&
-                                            it->second.length == attr.length);
+    r.keep_cache =
+        it != seen_.end() && it->second.mtime == attr.mtime && it->second.length == attr.length;
   }
   RememberSeen(ino, attr);
   auto h = std::make_shared<FileHandle>();
@@ -305,7 +308,7 @@ Status Vfs::Release(Ino ino, uint64_t fh, std::optional<uint64_t> flock_owner) {
     Status u = meta_->Flock(ino, *flock_owner, meta::LockType::kUnlock);
     if (!u.ok()) NX_LOG_WARN("flock unlock of inode {} at release: {}", ino, u.ToString());
   }
-  if (h->wrote.load() && s.ok()) {
+  if (h->wrote.load() && s.ok() && !options_.sole_client) {
     if (auto attr = meta_->GetAttr(ino)) RememberSeen(ino, *attr);
   }
   // The kernel does not wait for a release: the engine records go in a later batch.
