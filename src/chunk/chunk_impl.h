@@ -222,6 +222,10 @@ class ChunkStoreImpl final : public ChunkStore {
   // yet), copied into the memory cache; null without writeback or when it is not staged.
   std::shared_ptr<const std::string> StagedGet(const std::string& key, uint32_t size);
   void Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len);
+  // Prefetch's work: each committed block under the range is fetched on `pool` or, on a local
+  // store, hinted to the kernel (ObjectStore::WillRead).
+  void PrefetchBlocks(meta::Ino ino, FileState& f, uint64_t off, uint64_t len, uint64_t file_len,
+                      ThreadPool* pool);
 
   // ---- maintenance (chunk_maint.cc) ----
   void RequestCompaction(meta::Ino ino, uint32_t chunk);

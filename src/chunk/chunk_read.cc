@@ -286,10 +286,10 @@ Status ChunkStoreImpl::ReadSlice(uint64_t id, uint32_t size, uint32_t off, uint3
       // A local store: the page cache holds the object's bytes, read the range where it is. Only
       // a read smaller than a frame (which it would read and checksum whole) is worth a block
       // in memory; the kernel's readahead arrives as concurrent reads of 128 KiB and more, out
-      // of order, which the sequential detection above misses. A read handed on in pieces (a
-      // FUSE reply) takes the bytes from the object's mapping, so the reply's copy is the only
-      // one; whatever fails there is read (retried, reported) the ordinary way.
-      if (sink.takes_pieces() && !staging_) {
+      // of order, which the sequential detection above misses. With map_local_reads, a read
+      // handed on in pieces (a FUSE reply) takes the bytes from the object's mapping; whatever
+      // fails there is read (retried, reported) the ordinary way.
+      if (opts_.map_local_reads && sink.takes_pieces() && !staging_) {
         if (auto m = store_->MapRange(key, in, take); m && m->data.size() == take) {
           sink.Mapped(at, m->data, std::move(m->keep));
           continue;
@@ -420,40 +420,48 @@ Result<std::shared_ptr<const std::string>> ChunkStoreImpl::FetchBlock(uint64_t i
 }
 
 // Fetches the committed blocks under [off, off+len) into the cache in the background; a full
-// download queue drops the work (readahead is a hint).
+// download queue drops the work (readahead is a hint). On a local store the work is a kernel
+// hint per block, done here: cheaper than waking a pool thread on every read of a sequential
+// reader (a context switch each, which cost a cold sequential read about a tenth of its speed).
 void ChunkStoreImpl::Prefetch(meta::Ino ino, uint64_t off, uint64_t len, uint64_t file_len) {
   auto f = State(ino, false);
   if (!f || !downloads_) return;
+  if (local_) return PrefetchBlocks(ino, *f, off, len, file_len, nullptr);
   ThreadPool* pool = downloads_.get();  // stays valid until its queued tasks have run
   pool->TrySubmit([this, pool, ino, f, off, len, file_len] {
-    uint64_t end = std::min(off + len, file_len);
-    for (uint64_t at = off; at < end;) {
-      uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
-      uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
-      uint64_t stop = std::min<uint64_t>(end, (uint64_t(chunk) + 1) * meta::kChunkSize);
-      auto recs = CommittedRecords(ino, *f, chunk);
-      if (!recs) return;
-      const uint32_t bs = opts_.block_size;
-      for (const meta::Slice& p : meta::BuildSliceView(*recs)) {
-        uint64_t a = std::max<uint64_t>(pos, p.pos);
-        uint64_t b =
-            std::min<uint64_t>(stop - uint64_t(chunk) * meta::kChunkSize, uint64_t(p.pos) + p.len);
-        if (p.id == 0 || a >= b) continue;
-        uint32_t first = (p.off + static_cast<uint32_t>(a - p.pos)) / bs;
-        uint32_t last = (p.off + static_cast<uint32_t>(b - p.pos) - 1) / bs;
-        for (uint32_t blk = first; blk <= last; ++blk) {
-          uint64_t id = p.id;
-          uint32_t size = std::min(bs, p.size - blk * bs);
-          if (local_) {  // the reads go to the page cache: have the OS read the objects ahead
-            store_->WillRead(BlockKey(opts_.prefix, id, blk, size), 0, UINT64_MAX);
-            continue;
-          }
-          pool->TrySubmit([this, id, blk, size] { (void)FetchBlock(id, blk, size); });
-        }
-      }
-      at = stop;
-    }
+    PrefetchBlocks(ino, *f, off, len, file_len, pool);
   });
+}
+
+void ChunkStoreImpl::PrefetchBlocks(meta::Ino ino, FileState& f, uint64_t off, uint64_t len,
+                                    uint64_t file_len, ThreadPool* pool) {
+  uint64_t end = std::min(off + len, file_len);
+  for (uint64_t at = off; at < end;) {
+    uint32_t chunk = static_cast<uint32_t>(at / meta::kChunkSize);
+    uint32_t pos = static_cast<uint32_t>(at % meta::kChunkSize);
+    uint64_t stop = std::min<uint64_t>(end, (uint64_t(chunk) + 1) * meta::kChunkSize);
+    auto recs = CommittedRecords(ino, f, chunk);
+    if (!recs) return;
+    const uint32_t bs = opts_.block_size;
+    for (const meta::Slice& p : meta::BuildSliceView(*recs)) {
+      uint64_t a = std::max<uint64_t>(pos, p.pos);
+      uint64_t b =
+          std::min<uint64_t>(stop - uint64_t(chunk) * meta::kChunkSize, uint64_t(p.pos) + p.len);
+      if (p.id == 0 || a >= b) continue;
+      uint32_t first = (p.off + static_cast<uint32_t>(a - p.pos)) / bs;
+      uint32_t last = (p.off + static_cast<uint32_t>(b - p.pos) - 1) / bs;
+      for (uint32_t blk = first; blk <= last; ++blk) {
+        uint64_t id = p.id;
+        uint32_t size = std::min(bs, p.size - blk * bs);
+        if (!pool) {  // the reads go to the page cache: have the OS read the objects ahead
+          store_->WillRead(BlockKey(opts_.prefix, id, blk, size), 0, UINT64_MAX);
+          continue;
+        }
+        pool->TrySubmit([this, id, blk, size] { (void)FetchBlock(id, blk, size); });
+      }
+    }
+    at = stop;
+  }
 }
 
 }  // namespace nexus::chunk

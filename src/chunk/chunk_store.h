@@ -49,6 +49,12 @@ struct ChunkOptions {
   // a second copy costs the memory bandwidth of the write and of the read. The memory cache then
   // keeps blocks that small random reads touch, loaded in the background while it has room.
   bool local_reads = true;
+  // With local_reads, a FUSE read takes its bytes from a mapping of the object (the reply's
+  // copy out of the page cache is then the only one) instead of a pread into the reply buffer.
+  // Off by default: a first touch of a mapped page costs a page fault, and on the firecracker
+  // VMs this project is measured on, faults cost more than the copy they save (a cold 2 GiB
+  // sequential read: 0.5-0.65 GB/s mapped, 0.85-1.7 GB/s with pread; docs/benchmarks.md).
+  bool map_local_reads = false;
   // Writeback: a block that a flush waits for is written to <cache_dir>/staging and the slice is
   // committed at once; the block uploads in the background (chunk/staging.h). Needs cache_dir.
   // Blocks that fill while a file is written still upload directly, so a large sequential write

@@ -66,7 +66,7 @@ struct MountArgs {
   uint64_t max_readahead_mib = 64;
   uint64_t mem_cache_mib = 256;
   std::string prefetch = "auto";   // whole-block fetch after a small read: auto, on, off
-  std::string local_reads = "on";  // read file:// objects in place (ChunkOptions::local_reads)
+  std::string local_reads = "on";  // read file:// objects in place: on, map, off (ChunkOptions)
   bool writeback = false;          // stage blocks a flush waits for; upload in the background
   double upload_delay = 0;         // seconds a staged block waits before its upload
   double attr_cache = 1.0;
@@ -342,7 +342,8 @@ chunk::ChunkOptions ChunkOptionsFor(const MountArgs& a, const meta::Format& f) {
   // "auto": prefetch whole blocks only where a ranged GET is expensive (not file:// or mem://).
   co.prefetch_small_reads =
       a.prefetch == "on" || (a.prefetch == "auto" && f.storage != "file" && f.storage != "mem");
-  co.local_reads = a.local_reads == "on";
+  co.local_reads = a.local_reads != "off";
+  co.map_local_reads = a.local_reads == "map";
   co.cache_dir = a.cache_dir;
   co.writeback = a.writeback;
   co.writeback_upload_delay_ns = static_cast<int64_t>(a.upload_delay * 1e9);
@@ -641,8 +642,10 @@ void RegisterMount(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--local-reads", a->local_reads,
                   "On a file:// volume, read ranges from the block objects in place (the page "
-                  "cache is their cache); off: copy whole blocks into the memory cache as on s3")
-      ->check(CLI::IsMember({"on", "off"}))
+                  "cache is their cache); map: FUSE replies point into mappings of the objects "
+                  "(one copy less, a page fault per page first touched); off: copy whole blocks "
+                  "into the memory cache as on s3")
+      ->check(CLI::IsMember({"on", "map", "off"}))
       ->capture_default_str();
   cmd->add_flag("--writeback", a->writeback,
                 "Close and fsync return once the data is in --cache-dir; blocks upload in the "

@@ -146,7 +146,9 @@ TEST(ChunkCorruptionTest, OneBadByteFailsOnlyItsRange) {
 
 // Frames stored as they are on file://: reads go to the objects in place, and reads handed on in
 // pieces (a FUSE reply) take the bytes from the object's mapping. Both verify what they serve.
-TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
+// Reads of a local store in place, by pread into the caller's buffer or (map) from the object's
+// mapping, verify the frames they return as every other read does.
+void CheckLocalReadsVerify(bool map) {
   char tmpl[] = "/tmp/nexus-corrupt-local-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   const std::string dir = tmpl;
@@ -161,6 +163,7 @@ TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
   o.prefix = "corrupt/";
   o.background = false;
   o.mem_cache_size = 0;  // every read goes to the objects
+  o.map_local_reads = map;
   const uint32_t bs = o.block_size;
   const std::string data = Pattern(3 * bs);
   meta::Context ctx;
@@ -186,12 +189,17 @@ TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
     if (pieces.empty()) out = buf.substr(0, n);
     return out;
   };
-  // Before: pieces of a large read point into the mapped objects.
+  // Before: pieces of a large read point into the mapped objects, or it was read into the
+  // caller's buffer.
   auto before = read(bs, bs, true);
   ASSERT_TRUE(before) << before.error().ToString();
   EXPECT_TRUE(*before == data.substr(bs, bs));
-  ASSERT_FALSE(pieces.empty());
-  EXPECT_TRUE(pieces[0].keep != nullptr) << "the bytes were copied, not mapped";
+  if (map) {
+    ASSERT_FALSE(pieces.empty());
+    EXPECT_TRUE(pieces[0].keep != nullptr) << "the bytes were copied, not mapped";
+  } else {
+    for (const ReadPiece& p : pieces) EXPECT_TRUE(p.keep == nullptr) << "a piece was mapped";
+  }
 
   // Flip one byte of frame 3 of block 1 in place (the object stays mapped: the same pages).
   const std::string path = BlockFile(dir, 1, bs);
@@ -223,6 +231,10 @@ TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) {
   ASSERT_TRUE((*chunks)->Shutdown().ok());
   fs::remove_all(dir);
 }
+
+TEST(ChunkCorruptionTest, OnALocalStoreReadsInPlaceVerifyToo) { CheckLocalReadsVerify(false); }
+
+TEST(ChunkCorruptionTest, OnALocalStoreMappedReadsVerifyToo) { CheckLocalReadsVerify(true); }
 
 }  // namespace
 }  // namespace nexus::chunk

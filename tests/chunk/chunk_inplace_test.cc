@@ -9,7 +9,10 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "chunk/chunk_impl.h"
 #include "chunk/chunk_store.h"
@@ -39,6 +42,14 @@ class CountingStore final : public object::ObjectStore {
     return local ? inner_->ReadTo(key, off, len, out) : ObjectStore::ReadTo(key, off, len, out);
   }
   bool ReadsLocally() const override { return local && inner_->ReadsLocally(); }
+  void WillRead(std::string_view key, uint64_t off, uint64_t len) override {
+    {
+      std::lock_guard lock(hint_mu);
+      hint_threads.insert(std::this_thread::get_id());
+    }
+    hints++;
+    inner_->WillRead(key, off, len);
+  }
   Result<object::ObjectInfo> Head(std::string_view key) override { return inner_->Head(key); }
   Status Delete(std::string_view key) override { return inner_->Delete(key); }
   Result<object::ListResult> List(std::string_view prefix, std::string_view marker,
@@ -53,8 +64,10 @@ class CountingStore final : public object::ObjectStore {
     return std::make_unique<Writer>(this, std::move(w));
   }
 
-  std::atomic<int> puts{0}, gets{0}, read_tos{0}, writers{0}, commits{0};
-  bool local = false;  // set before a ChunkStore opens it
+  std::atomic<int> puts{0}, gets{0}, read_tos{0}, writers{0}, commits{0}, hints{0};
+  std::mutex hint_mu;
+  std::set<std::thread::id> hint_threads;  // the threads that called WillRead
+  bool local = false;                      // set before a ChunkStore opens it
   // Appends fail once a writer holds this many bytes (fault injection); 0 = never.
   std::atomic<uint64_t> fail_appends_after{0};
 
@@ -117,14 +130,14 @@ class InPlaceTest : public ::testing::Test {
     store_.reset();  // a file store's spare-file thread goes with it
     fs::remove_all(root_);
   }
-  std::unique_ptr<ChunkStore> Open(uint64_t mem_cache = 0) {
+  std::unique_ptr<ChunkStore> Open(uint64_t mem_cache = 0, uint64_t readahead = 0) {
     ChunkOptions o;
     o.block_size = 1 << 20;
     o.buffer_size = 8 << 20;
     o.mem_cache_size = mem_cache;  // 0: reads after the commit come from the objects themselves
     o.max_uploads = 1;             // commits in order: which blocks find room in the cache is exact
     o.background = false;
-    o.max_readahead = 0;
+    o.max_readahead = readahead;
     o.prefetch_small_reads = false;  // as a mount on file:// has it
     o.prefix = "ip/";
     auto c = ChunkStore::Open(meta_.get(), store_.get(), o);
@@ -225,6 +238,26 @@ TEST_F(InPlaceTest, OnALocalStoreLargeReadsReadTheObjectsInPlace) {
             data.substr((3 << 20) + 4097, 300000));
   EXPECT_EQ(store_->read_tos.load(), 41);
   EXPECT_EQ(store_->gets.load(), 0);
+}
+
+// A sequential reader of a local store has the kernel read the blocks ahead of it, from its own
+// thread: the hint costs less than waking a download thread to give it.
+TEST_F(InPlaceTest, OnALocalStoreSequentialReadsHintTheBlocksAheadOnTheirOwnThread) {
+  store_->local = true;
+  const meta::Ino ino = NewFile("f");
+  const std::string data = Bytes(20 << 20, 7);
+  auto c = Open(64 << 20, 8 << 20);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->Write(ino, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(c->Flush(ino).ok());
+  for (size_t off = 0; off < data.size(); off += 256 << 10) {
+    ASSERT_EQ(Read(c.get(), ino, off, 256 << 10, data.size()), data.substr(off, 256 << 10));
+  }
+  EXPECT_GE(store_->hints.load(), 10) << "the blocks ahead of the reader were not hinted";
+  EXPECT_EQ(store_->gets.load(), 0) << "no whole block is fetched";
+  std::lock_guard lock(store_->hint_mu);
+  ASSERT_EQ(store_->hint_threads.size(), 1u);
+  EXPECT_EQ(*store_->hint_threads.begin(), std::this_thread::get_id());
 }
 
 // Small random reads on a local store: each reads its range, and the block follows into the
