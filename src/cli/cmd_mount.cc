@@ -64,6 +64,7 @@ struct MountArgs {
   int max_uploads = 20;
   int max_downloads = 20;
   uint64_t max_readahead_mib = 64;
+  uint32_t kernel_readahead_kb = 1024;  // the mount's bdi read_ahead_kb (FuseOptions)
   uint64_t mem_cache_mib = 256;
   std::string prefetch = "auto";   // whole-block fetch after a small read: auto, on, off
   std::string local_reads = "on";  // read file:// objects in place: on, map, off (ChunkOptions)
@@ -234,6 +235,7 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["max_uploads"] = a.max_uploads;
   j["max_downloads"] = a.max_downloads;
   j["max_readahead_mib"] = a.max_readahead_mib;
+  j["kernel_readahead_kb"] = a.kernel_readahead_kb;
   j["mem_cache_mib"] = a.mem_cache_mib;
   j["prefetch"] = a.prefetch;
   j["local_reads"] = a.local_reads;
@@ -368,6 +370,7 @@ fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
   fo.attr_timeout = a.attr_cache;
   fo.entry_timeout = a.entry_cache;
   fo.dir_entry_timeout = a.dir_entry_cache;
+  fo.kernel_readahead_kb = a.kernel_readahead_kb;
   return fo;
 }
 
@@ -632,6 +635,11 @@ void RegisterMount(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-readahead", a->max_readahead_mib,
                   "Readahead window of a sequential reader in MiB")
+      ->capture_default_str();
+  cmd->add_option("--kernel-readahead", a->kernel_readahead_kb,
+                  "The kernel's readahead window for the mount's files in KiB (read_ahead_kb of "
+                  "its bdi, set when run as root); 0 leaves the kernel's 128 KiB")
+      ->check(CLI::Range(0u, 1u << 20))
       ->capture_default_str();
   cmd->add_option("--mem-cache-size", a->mem_cache_mib, "Memory block cache size in MiB")
       ->capture_default_str();

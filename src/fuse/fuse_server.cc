@@ -1,11 +1,16 @@
 // FuseServer: session creation, mounting and the multi-threaded request loop.
 #include "fuse/fuse_server.h"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <thread>
 
 #include "common/logging.h"
 #include "fuse/fuse_ops.h"
@@ -40,6 +45,28 @@ std::string TakeLastFuseError() {
   std::string e = std::move(g_last_fuse_error);
   g_last_fuse_error.clear();
   return e.empty() ? "see the log" : e;
+}
+
+// Sets the read_ahead_kb of the bdi behind `mountpoint`. The kernel caps a FUSE connection's
+// readahead at 128 KiB when it processes the INIT reply (the minimum of the bdi's default and
+// what the daemon asks for), so this runs after: the stat below is a request the kernel sends
+// only once the connection is initialized, and it returns once the loop has answered it.
+void SetKernelReadahead(const std::string& mountpoint, uint32_t kb) {
+  struct stat st;
+  if (stat(mountpoint.c_str(), &st) != 0) {
+    NX_LOG_DEBUG("kernel readahead: stat {}: {}", mountpoint, std::strerror(errno));
+    return;
+  }
+  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                           std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  std::ofstream out(path);
+  out << kb << std::flush;
+  if (!out) {
+    NX_LOG_INFO("kernel readahead: cannot write {} (not root?); it stays at the kernel's default",
+                path);
+    return;
+  }
+  NX_LOG_INFO("kernel readahead of {}: {} KiB", mountpoint, kb);
 }
 
 }  // namespace
@@ -105,10 +132,15 @@ Status FuseServer::Serve() {
   struct fuse_loop_config cfg;
   cfg.clone_fd = options_.clone_fd ? 1 : 0;
   cfg.max_idle_threads = options_.max_idle_threads;
+  std::thread readahead;
+  if (options_.kernel_readahead_kb > 0) {
+    readahead = std::thread(SetKernelReadahead, options_.mountpoint, options_.kernel_readahead_kb);
+  }
   int rc = fuse_session_loop_mt(se_, &cfg);
   fuse_remove_signal_handlers(se_);
-  fuse_session_unmount(se_);
+  fuse_session_unmount(se_);  // a stat still waiting for the loop fails now
   mounted_ = false;
+  if (readahead.joinable()) readahead.join();
   NX_LOG_INFO("unmounted {} (loop ended with {})", options_.mountpoint, rc);
   if (rc < 0) return Status::Errno(-rc, "FUSE loop at " + options_.mountpoint + " failed");
   return Status::OK();

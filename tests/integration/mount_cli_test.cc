@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -140,6 +141,44 @@ TEST_F(MountCliTest, ReadOnlyMount) {
   EXPECT_EQ(errno, EROFS);
   EXPECT_LT(mkdir(P("d").c_str(), 0755), 0);
   EXPECT_EQ(errno, EROFS);
+}
+
+// The kernel caps a FUSE connection's readahead at 128 KiB; the mount widens it (to 1 MiB by
+// default) once the connection is up, through its bdi's read_ahead_kb.
+TEST_F(MountCliTest, KernelReadaheadIsSetOnTheMountsBdi) {
+  auto readahead_kb = [&]() -> std::string {
+    struct stat st;
+    if (stat(mnt_.c_str(), &st) != 0) return "stat failed";
+    std::string v = ReadFile("/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                             std::to_string(minor(st.st_dev)) + "/read_ahead_kb");
+    while (!v.empty() && v.back() == '\n') v.pop_back();
+    return v;
+  };
+  auto wait_for = [&](const std::string& want) {
+    std::string got;
+    for (int i = 0; i < 100 && (got = readahead_kb()) != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return got;
+  };
+  EXPECT_EQ(wait_for("1024"), "1024") << MountLog();
+  const std::string data = Pattern(24 << 20, 41);
+  WriteFile(P("seq"), data);
+  Unmount();
+  Mount({"--kernel-readahead", "4096"});
+  EXPECT_EQ(wait_for("4096"), "4096") << MountLog();
+  EXPECT_EQ(ReadFile(P("seq")), data) << "read with a 4 MiB window";
+  EXPECT_NE(ReadFile(P(".config")).find("\"kernel_readahead_kb\": 4096"), std::string::npos);
+  Unmount();
+  Mount({"--kernel-readahead", "0"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(readahead_kb(), "128") << "the kernel's own window";
+  EXPECT_EQ(ReadFile(P("seq")), data);
+  std::string out;
+  EXPECT_NE(
+      RunCommand({NEXUSFS_BIN, "mount", meta_url_, mnt_ + "-x", "--kernel-readahead", "-1"}, &out),
+      0);
+  EXPECT_NE(out.find("kernel-readahead"), std::string::npos) << out;
 }
 
 }  // namespace
