@@ -1,16 +1,13 @@
 // FuseServer: session creation, mounting and the multi-threaded request loop.
 #include "fuse/fuse_server.h"
 
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <mutex>
-#include <thread>
+#include <sstream>
 
 #include "common/logging.h"
 #include "fuse/fuse_ops.h"
@@ -47,29 +44,66 @@ std::string TakeLastFuseError() {
   return e.empty() ? "see the log" : e;
 }
 
-// Sets the read_ahead_kb of the bdi behind `mountpoint`. The kernel caps a FUSE connection's
-// readahead at 128 KiB when it processes the INIT reply (the minimum of the bdi's default and
-// what the daemon asks for), so this runs after: the stat below is a request the kernel sends
-// only once the connection is initialized, and it returns once the loop has answered it.
-void SetKernelReadahead(const std::string& mountpoint, uint32_t kb) {
-  struct stat st;
-  if (stat(mountpoint.c_str(), &st) != 0) {
-    NX_LOG_DEBUG("kernel readahead: stat {}: {}", mountpoint, std::strerror(errno));
-    return;
+// A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as \ooo.
+std::string MountinfoUnescape(const std::string& in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    auto octal = [&](size_t at) { return in[at] >= '0' && in[at] <= '7'; };
+    if (in[i] == '\\' && i + 3 < in.size() && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
+      out.push_back(
+          static_cast<char>((in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 + (in[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(in[i]);
+    }
   }
-  const std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
-                           std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
-  std::ofstream out(path);
-  out << kb << std::flush;
-  if (!out) {
-    NX_LOG_INFO("kernel readahead: cannot write {} (not root?); it stays at the kernel's default",
-                path);
-    return;
+  return out;
+}
+
+// "major:minor" of the newest fuse.nexusfs mount at `mountpoint`, from /proc/self/mountinfo
+// (not from a stat of the mount point: that is a request to this very mount, and a process in
+// the middle of one keeps the mount busy); empty when there is none.
+std::string MountDevice(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line, found;
+  while (std::getline(in, line)) {
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point;
+    if (!(f >> id >> parent >> dev >> root >> point)) continue;
+    const size_t dash = line.find(" - ");
+    if (dash == std::string::npos || line.compare(dash + 3, 13, "fuse.nexusfs ") != 0) continue;
+    if (MountinfoUnescape(point) == mountpoint) found = dev;
   }
-  NX_LOG_INFO("kernel readahead of {}: {} KiB", mountpoint, kb);
+  return found;
 }
 
 }  // namespace
+
+void FuseServer::OnRequest() {
+  if (options_.kernel_readahead_kb == 0) return;
+  std::call_once(readahead_once_, [this] {
+    // The kernel caps a FUSE connection's readahead at 128 KiB (the smaller of the bdi's
+    // default and what the daemon asks for) when it processes the INIT reply, and sends no
+    // other request before that: this is the first request after it. A file takes its window
+    // when it is opened, and no file is open yet (an open needs a lookup first, which waits
+    // here until the write is done).
+    const std::string dev = MountDevice(options_.mountpoint);
+    if (dev.empty()) {
+      NX_LOG_INFO("kernel readahead: {} not found in /proc/self/mountinfo", options_.mountpoint);
+      return;
+    }
+    const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+    std::ofstream out(path);
+    out << options_.kernel_readahead_kb << std::flush;
+    if (!out) {
+      NX_LOG_INFO("kernel readahead: cannot write {} (not root?); it stays at the kernel's", path);
+      return;
+    }
+    NX_LOG_INFO("kernel readahead of {}: {} KiB", options_.mountpoint,
+                options_.kernel_readahead_kb);
+  });
+}
 
 std::vector<std::string> SplitMountOptions(const std::string& text) {
   std::vector<std::string> out;
@@ -132,15 +166,10 @@ Status FuseServer::Serve() {
   struct fuse_loop_config cfg;
   cfg.clone_fd = options_.clone_fd ? 1 : 0;
   cfg.max_idle_threads = options_.max_idle_threads;
-  std::thread readahead;
-  if (options_.kernel_readahead_kb > 0) {
-    readahead = std::thread(SetKernelReadahead, options_.mountpoint, options_.kernel_readahead_kb);
-  }
   int rc = fuse_session_loop_mt(se_, &cfg);
   fuse_remove_signal_handlers(se_);
-  fuse_session_unmount(se_);  // a stat still waiting for the loop fails now
+  fuse_session_unmount(se_);
   mounted_ = false;
-  if (readahead.joinable()) readahead.join();
   NX_LOG_INFO("unmounted {} (loop ended with {})", options_.mountpoint, rc);
   if (rc < 0) return Status::Errno(-rc, "FUSE loop at " + options_.mountpoint + " failed");
   return Status::OK();

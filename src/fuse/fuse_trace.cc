@@ -14,6 +14,8 @@ thread_local int tl_reply_error = 0;
 
 }  // namespace
 
+void NoteRequest(fuse_req_t req) { static_cast<FuseServer*>(fuse_req_userdata(req))->OnRequest(); }
+
 vfs::Vfs* VfsOfRequest(fuse_req_t req) {
   return static_cast<FuseServer*>(fuse_req_userdata(req))->vfs();
 }

@@ -27,6 +27,9 @@ namespace nexus::fuse {
 void NoteReplyError(int err);
 int TakeReplyError();
 
+// Tells the server that a request other than INIT arrived (FuseServer::OnRequest).
+void NoteRequest(fuse_req_t req);
+
 // The Vfs serving `req`. Like everything read from a request, take it before the handler
 // replies: the reply frees the request.
 vfs::Vfs* VfsOfRequest(fuse_req_t req);
@@ -70,6 +73,7 @@ struct Traced<Name, Fn> {
             .CounterFamily("nexusfs_fuse_op_errors_total",
                            "FUSE operations answered with an error (ENOENT included).", {"op"})
             .Get({Name.name});
+    NoteRequest(req);
     vfs::Vfs* v = VfsOfRequest(req);
     bool log = AccessLogActive(v) && !IsInternal(args...);
     fuse_ctx caller{};
