@@ -35,6 +35,7 @@
 #include "cli/volume_store.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/mountinfo.h"
 #include "fuse/fuse_server.h"
 #include "meta/kv/engine.h"
 #include "meta/meta.h"
@@ -155,34 +156,10 @@ std::string AbsolutePath(const std::string& path) {
   return (parent / p.filename()).string();
 }
 
-std::string UnescapeMountinfo(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8)));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // The file system type of the mount at `mountpoint` ("fuse.nexusfs"), or "" when none.
 std::string MountedType(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, found;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point, opts, field;
-    fields >> id >> parent >> dev >> root >> point >> opts;
-    while (fields >> field && field != "-") {
-    }
-    std::string fstype;
-    fields >> fstype;
-    if (UnescapeMountinfo(point) == mountpoint) found = fstype;  // the last one is on top
-  }
-  return found;
+  auto m = MountAt(mountpoint);
+  return m ? m->fstype : "";
 }
 
 Status CheckMountPoint(const std::string& mountpoint) {

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "common/logging.h"
+#include "common/mountinfo.h"
 #include "fuse/fuse_ops.h"
 #include "fuse/lock_waiter.h"
 #include "vfs/vfs.h"
@@ -44,40 +44,6 @@ std::string TakeLastFuseError() {
   return e.empty() ? "see the log" : e;
 }
 
-// A path as /proc/self/mountinfo writes it: space, tab, newline and backslash as \ooo.
-std::string MountinfoUnescape(const std::string& in) {
-  std::string out;
-  for (size_t i = 0; i < in.size(); ++i) {
-    auto octal = [&](size_t at) { return in[at] >= '0' && in[at] <= '7'; };
-    if (in[i] == '\\' && i + 3 < in.size() && octal(i + 1) && octal(i + 2) && octal(i + 3)) {
-      out.push_back(
-          static_cast<char>((in[i + 1] - '0') * 64 + (in[i + 2] - '0') * 8 + (in[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
-// "major:minor" of the newest fuse.nexusfs mount at `mountpoint`, from /proc/self/mountinfo
-// (not from a stat of the mount point: that is a request to this very mount, and a process in
-// the middle of one keeps the mount busy); empty when there is none.
-std::string MountDevice(const std::string& mountpoint) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line, found;
-  while (std::getline(in, line)) {
-    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
-    std::istringstream f(line);
-    std::string id, parent, dev, root, point;
-    if (!(f >> id >> parent >> dev >> root >> point)) continue;
-    const size_t dash = line.find(" - ");
-    if (dash == std::string::npos || line.compare(dash + 3, 13, "fuse.nexusfs ") != 0) continue;
-    if (MountinfoUnescape(point) == mountpoint) found = dev;
-  }
-  return found;
-}
-
 }  // namespace
 
 void FuseServer::OnRequest() {
@@ -88,12 +54,15 @@ void FuseServer::OnRequest() {
     // other request before that: this is the first request after it. A file takes its window
     // when it is opened, and no file is open yet (an open needs a lookup first, which waits
     // here until the write is done).
-    const std::string dev = MountDevice(options_.mountpoint);
-    if (dev.empty()) {
-      NX_LOG_INFO("kernel readahead: {} not found in /proc/self/mountinfo", options_.mountpoint);
+    // The device from mountinfo, not from a stat of the mount point: that is a request to this
+    // very mount, and a process in the middle of one keeps the mount busy.
+    auto mount = MountAt(options_.mountpoint);
+    if (!mount || mount->fstype != "fuse.nexusfs") {
+      NX_LOG_INFO("kernel readahead: no nexusfs mount at {} in /proc/self/mountinfo",
+                  options_.mountpoint);
       return;
     }
-    const std::string path = "/sys/class/bdi/" + dev + "/read_ahead_kb";
+    const std::string path = "/sys/class/bdi/" + mount->device + "/read_ahead_kb";
     std::ofstream out(path);
     out << options_.kernel_readahead_kb << std::flush;
     if (!out) {
