@@ -37,6 +37,26 @@ for _ in $(seq 50); do mountpoint -q "$run/pt" && break; sleep 0.1; done
 mountpoint -q "$run/pt" || { echo "passthrough_hp did not mount" >&2; exit 1; }
 mount_nx "$@"
 
+# Waits (at most a minute) until the disk under WORKDIR has written nothing for two seconds:
+# deletions and writeback left by a previous run otherwise slow the first write job by half.
+wait_disk_idle() {
+  local dev
+  dev=$(basename "$(df --output=source "$work" | tail -1)")
+  grep -q " $dev " /proc/diskstats || return 0
+  local last="" now quiet=0
+  for _ in $(seq 60); do
+    now=$(awk -v d="$dev" '$3 == d {print $10}' /proc/diskstats)
+    if [[ "$now" == "$last" ]]; then
+      quiet=$((quiet + 1))
+      ((quiet >= 2)) && return 0
+    else
+      quiet=0
+    fi
+    last=$now
+    sleep 1
+  done
+}
+
 fio_line() {  # fio terse: field 3 job name, 7 read KiB/s, 8 read IOPS, 48 write KiB/s
   fio --directory="$1" "$2" --output-format=terse |
     awk -F';' '{printf "  %-12s read %8.0f MiB/s %9.0f IOPS   write %8.0f MiB/s\n", $3, $7/1024, $8, $48/1024}'
@@ -52,6 +72,7 @@ for fs in nx pt; do
   # cache: otherwise the one measured first pays for whatever ran before (a build, a CI run).
   sync
   [[ -w /proc/sys/vm/drop_caches ]] && echo 3 > /proc/sys/vm/drop_caches
+  wait_disk_idle
   fio_line "$run/$fs" "$here/bench/fio/seq.fio"
   rm -f "$run/$fs/fio-seq.dat"
   fio_line "$run/$fs" "$here/bench/fio/randread.fio"
