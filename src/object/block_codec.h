@@ -146,10 +146,11 @@ std::unique_ptr<ObjectStore> NewFrameStore(std::unique_ptr<ObjectStore> inner,
 
 struct FaultOptions {
   double fail_rate = 0;      // fraction of calls that fail with a transient EIO
-  int64_t max_delay_us = 0;  // each call first sleeps a random time in [0, max_delay_us]
+  int64_t max_delay_us = 0;  // each call first sleeps a random time in [min, max_delay_us]
   uint64_t seed = 1;         // the same seed and call order give the same faults
+  int64_t min_delay_us = 0;  // (a min above max makes every delay min)
 };
-// "rate=0.1,delay=5ms,seed=7" (delay in us, ms or s; every part optional).
+// "rate=0.1,delay=5ms,min_delay=1ms,seed=7" (delays in us, ms or s; every part optional).
 Result<FaultOptions> ParseFaultSpec(std::string_view spec);
 // FaultyStore: fails a fraction of the calls to `inner` (before they reach it, so a failed
 // Put stores nothing) and delays calls, for tests and for `nexusfs mount --inject-faults`.

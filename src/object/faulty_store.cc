@@ -1,5 +1,6 @@
 // FaultyStore: transient failures and delays in front of any store, for tests and for
 // `nexusfs mount --inject-faults`. A failed call never reaches the inner store.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <mutex>
@@ -61,8 +62,11 @@ class FaultyStore final : public ObjectStore {
     {
       std::lock_guard lock(mu_);
       fail = std::uniform_real_distribution<double>(0, 1)(rng_) < opts_.fail_rate;
-      if (opts_.max_delay_us > 0) {
-        delay_us = std::uniform_int_distribution<int64_t>(0, opts_.max_delay_us)(rng_);
+      if (opts_.max_delay_us > opts_.min_delay_us) {
+        delay_us =
+            std::uniform_int_distribution<int64_t>(opts_.min_delay_us, opts_.max_delay_us)(rng_);
+      } else {
+        delay_us = opts_.min_delay_us;
       }
     }
     if (delay_us) std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
@@ -110,6 +114,8 @@ Result<FaultOptions> ParseFaultSpec(std::string_view spec) {
       }
     } else if (name == "delay") {
       NX_ASSIGN_OR_RETURN(o.max_delay_us, ParseDelayUs(value));
+    } else if (name == "min_delay") {
+      NX_ASSIGN_OR_RETURN(o.min_delay_us, ParseDelayUs(value));
     } else if (name == "seed") {
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), o.seed);
       if (ec != std::errc() || p != value.data() + value.size()) {
@@ -117,7 +123,7 @@ Result<FaultOptions> ParseFaultSpec(std::string_view spec) {
       }
     } else {
       return Err(EINVAL, "unknown fault spec part '" + std::string(name) +
-                             "' (rate=F, delay=D[us|ms|s], seed=N)");
+                             "' (rate=F, delay=D[us|ms|s], min_delay=D, seed=N)");
     }
   }
   return o;
@@ -125,8 +131,9 @@ Result<FaultOptions> ParseFaultSpec(std::string_view spec) {
 
 std::unique_ptr<ObjectStore> NewFaultyStore(std::unique_ptr<ObjectStore> inner,
                                             FaultOptions options) {
-  NX_LOG_WARN("object store {}: injecting faults (rate {}, delay up to {} us, seed {})",
-              inner->Name(), options.fail_rate, options.max_delay_us, options.seed);
+  NX_LOG_WARN("object store {}: injecting faults (rate {}, delay {}-{} us, seed {})", inner->Name(),
+              options.fail_rate, options.min_delay_us,
+              std::max(options.min_delay_us, options.max_delay_us), options.seed);
   return std::make_unique<FaultyStore>(std::move(inner), options);
 }
 

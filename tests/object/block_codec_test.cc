@@ -459,6 +459,7 @@ TEST(FaultyStoreTest, ParsesSpecs) {
   EXPECT_EQ(o->max_delay_us, 5000);
   EXPECT_EQ(o->seed, 9u);
   EXPECT_EQ(ParseFaultSpec("delay=200us")->max_delay_us, 200);
+  EXPECT_EQ(ParseFaultSpec("min_delay=2s")->min_delay_us, 2000000);
   EXPECT_EQ(ParseFaultSpec("")->fail_rate, 0);
   for (const char* bad : {"rate=2", "rate=x", "delay=5h", "nope=1", "rate", "seed=-1"}) {
     EXPECT_EQ(ParseFaultSpec(bad).error().code(), EINVAL) << bad;
