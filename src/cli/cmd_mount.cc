@@ -64,7 +64,9 @@ struct MountArgs {
   int max_uploads = 20;
   int max_downloads = 20;
   uint64_t max_readahead_mib = 64;
-  uint32_t kernel_readahead_kb = 1024;  // the mount's bdi read_ahead_kb (FuseOptions)
+  uint32_t kernel_readahead_kb = 1024;   // the mount's bdi read_ahead_kb (FuseOptions)
+  std::string inline_requests = "auto";  // auto: on for embedded metadata engines
+  uint32_t request_spin_us = 50;
   uint64_t mem_cache_mib = 256;
   std::string prefetch = "auto";   // whole-block fetch after a small read: auto, on, off
   std::string local_reads = "on";  // read file:// objects in place: on, map, off (ChunkOptions)
@@ -212,6 +214,8 @@ std::string OptionsJson(const MountArgs& a, const ParsedOptions& p) {
   j["max_downloads"] = a.max_downloads;
   j["max_readahead_mib"] = a.max_readahead_mib;
   j["kernel_readahead_kb"] = a.kernel_readahead_kb;
+  j["inline_requests"] = a.inline_requests;
+  j["request_spin_us"] = a.request_spin_us;
   j["mem_cache_mib"] = a.mem_cache_mib;
   j["prefetch"] = a.prefetch;
   j["local_reads"] = a.local_reads;
@@ -347,6 +351,7 @@ fuse::FuseOptions FuseOptionsFor(const MountArgs& a, const ParsedOptions& p,
   fo.entry_timeout = a.entry_cache;
   fo.dir_entry_timeout = a.dir_entry_cache;
   fo.kernel_readahead_kb = a.kernel_readahead_kb;
+  fo.request_spin_ns = static_cast<int64_t>(a.request_spin_us) * 1000;
   return fo;
 }
 
@@ -415,6 +420,9 @@ int Serve(const MountArgs& given, const ParsedOptions& p, ReadyPipe& ready) {
   }
   fuse::FuseOptions fo = FuseOptionsFor(a, p, f);
   fo.auto_inval_data = !sole_client;
+  fo.inline_requests =
+      a.inline_requests == "auto" ? (*m)->engine()->Embedded() : a.inline_requests == "on";
+  fo.inline_reads = f.storage == "file" || f.storage == "mem";
   auto server = fuse::FuseServer::Mount(&vfs, fo);
   if (!server) {
     (void)(*chunks)->Shutdown();
@@ -617,6 +625,17 @@ void RegisterMount(CLI::App& app) {
                   "its bdi, set when run as root); 0 leaves the kernel's 128 KiB")
       ->check(CLI::Range(0u, 1u << 20))
       ->capture_default_str();
+  cmd->add_option("--inline-requests", a->inline_requests,
+                  "Serve metadata requests, writes and flushes in the thread that read them from "
+                  "the kernel instead of handing each to another thread: on, off, or auto (on "
+                  "for embedded metadata engines: rocksdb, sqlite3, mem)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--request-spin", a->request_spin_us,
+                  "Microseconds the thread reading FUSE requests polls for the next one before "
+                  "it sleeps; 0 sleeps at once")
+      ->check(CLI::Range(0u, 10000u))
+      ->capture_default_str();
   cmd->add_option("--mem-cache-size", a->mem_cache_mib, "Memory block cache size in MiB")
       ->capture_default_str();
   cmd->add_option("--prefetch", a->prefetch,
@@ -661,7 +680,7 @@ void RegisterMount(CLI::App& app) {
                   "Serve Prometheus metrics on http://HOST:PORT/metrics (e.g. 127.0.0.1:9567)");
   cmd->add_option("--inject-faults", a->inject_faults,
                   "Testing: fail a fraction of object-store calls and delay them, e.g. "
-                  "rate=0.1,delay=5ms,seed=1");
+                  "rate=0.1,delay=5ms,seed=1 (delays are drawn from [min_delay, delay])");
   cmd->callback([a] { RunMount(*a); });
 }
 

@@ -1,4 +1,4 @@
-// FuseServer: session creation, mounting and the multi-threaded request loop.
+// FuseServer: session creation, mounting, and serving requests until unmounted.
 #include "fuse/fuse_server.h"
 
 #include <cerrno>
@@ -12,6 +12,7 @@
 #include "common/mountinfo.h"
 #include "fuse/fuse_ops.h"
 #include "fuse/lock_waiter.h"
+#include "fuse/request_loop.h"
 #include "vfs/vfs.h"
 
 namespace nexus::fuse {
@@ -132,10 +133,12 @@ Status FuseServer::Serve() {
   if (fuse_set_signal_handlers(se_) != 0) {
     return Status::IOError("cannot install signal handlers for the FUSE loop");
   }
-  struct fuse_loop_config cfg;
-  cfg.clone_fd = options_.clone_fd ? 1 : 0;
-  cfg.max_idle_threads = options_.max_idle_threads;
-  int rc = fuse_session_loop_mt(se_, &cfg);
+  RequestLoopOptions loop;
+  loop.inline_requests = options_.inline_requests;
+  loop.inline_reads = options_.inline_reads;
+  loop.spin_ns = options_.request_spin_ns;
+  loop.max_idle_threads = options_.max_idle_threads;
+  int rc = RunRequestLoop(se_, loop);
   fuse_remove_signal_handlers(se_);
   fuse_session_unmount(se_);
   mounted_ = false;

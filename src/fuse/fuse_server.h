@@ -37,7 +37,11 @@ struct FuseOptions {
   double entry_timeout = 1.0;
   double dir_entry_timeout = 1.0;
   unsigned max_idle_threads = 16;
-  bool clone_fd = true;
+  // The request loop (request_loop.h): serve requests that rarely wait in the thread that read
+  // them (set for embedded metadata engines), and how long that thread polls for the next one.
+  bool inline_requests = true;
+  bool inline_reads = true;  // reads too (objects on a local disk or in memory)
+  int64_t request_spin_ns = 50'000;
   // The kernel's readahead window for this mount's files, in KiB (the read_ahead_kb of the
   // mount's bdi), set at the first request after INIT; 0 leaves the kernel's 128 KiB. A wider
   // window keeps more read requests in flight: a cold sequential read here went from 1.4-1.8 to
@@ -56,7 +60,7 @@ class FuseServer {
   FuseServer(const FuseServer&) = delete;
   FuseServer& operator=(const FuseServer&) = delete;
 
-  // Serves requests on a multi-threaded loop until the file system is unmounted or a
+  // Serves requests (RunRequestLoop) until the file system is unmounted or a
   // SIGTERM/SIGINT/SIGHUP arrives (handlers are installed for the duration), then unmounts.
   Status Serve();
 

@@ -113,6 +113,10 @@ class Engine {
   // committed (RocksDB's and mem's writers take turns). An Update that writes nothing then still
   // orders its reads against every other Update.
   virtual bool OneWriterAtATime() const { return false; }
+  // True when transactions run inside this process, with no server to wait for (RocksDB,
+  // SQLite, mem): a metadata request then takes microseconds, and the FUSE loop serves it in
+  // the thread that read it (fuse/request_loop.h).
+  virtual bool Embedded() const { return false; }
   // Deletes every key (for tests and `destroy`).
   virtual Status Reset();
   // Compacts the engine's storage (RocksDB: a full manual compaction), e.g. after a bulk load;

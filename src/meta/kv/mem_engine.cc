@@ -66,6 +66,7 @@ class MemEngine final : public Engine {
   std::string Name() const override { return "mem://"; }
   bool SingleProcess() const override { return true; }
   bool OneWriterAtATime() const override { return true; }
+  bool Embedded() const override { return true; }
   EngineStats Stats() const override {
     EngineStats s{txns_.load(), 0, failures_.load()};
     s.writes = writes_.load();

@@ -61,6 +61,7 @@ class MeteredEngine final : public Engine {
   bool DefersExpectedReads() const override { return inner_->DefersExpectedReads(); }
   bool SingleProcess() const override { return inner_->SingleProcess(); }
   bool OneWriterAtATime() const override { return inner_->OneWriterAtATime(); }
+  bool Embedded() const override { return inner_->Embedded(); }
 
  private:
   template <typename Run>

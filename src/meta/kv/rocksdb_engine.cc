@@ -287,6 +287,7 @@ class RocksEngine final : public Engine {
   std::string Name() const override { return "rocksdb://" + path_; }
   bool SingleProcess() const override { return true; }
   bool OneWriterAtATime() const override { return true; }
+  bool Embedded() const override { return true; }
   Status Compact() override {
     rocksdb::CompactRangeOptions cro;
     cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;

@@ -244,6 +244,7 @@ class SqliteEngine final : public Engine {
     return s.ok() ? restore : s.With("sync");
   }
   std::string Name() const override { return "sqlite3://" + path_; }
+  bool Embedded() const override { return true; }
   EngineStats Stats() const override { return {txns_.load(), conflicts_.load(), failures_.load()}; }
   Status Compact() override {
     std::lock_guard lock(write_mu_);
