@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # NexusFS through FUSE against libfuse's passthrough_hp on the same disk, in one run:
-# fio sequential 1 MiB write/read (2 GiB), 4 KiB random reads of a cached 1 GiB file (1 and 4
-# jobs), md_bench (create/stat/rename/unlink, 1 and 4 threads) and append_bench (4 KiB O_APPEND
-# latency; NexusFS with and without -o writeback_cache).
+# fio sequential 1 MiB write/read of 2 GiB (ROUNDS rounds, alternating between the two), 4 KiB
+# random reads of a cached 1 GiB file (1 and 4 jobs), md_bench (create/stat/rename/unlink, 1 and
+# 4 threads) and append_bench (4 KiB O_APPEND latency; NexusFS with and without -o
+# writeback_cache).
 #
 #   bench/fuse_compare.sh WORKDIR PASSTHROUGH_HP_BINARY [nexusfs mount flags...]
 #
@@ -64,17 +65,43 @@ fio_line() {  # fio terse: field 3 job name, 7 read KiB/s, 8 read IOPS, 48 write
 
 echo "== $(date -u +%FT%TZ) $(nproc) cores, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   disk: $(df -h "$work" | awk 'NR==2{print $1, $2}')"
+
+# Each job starts from a disk with nothing left to write back and an empty page cache:
+# otherwise the one measured first pays for whatever ran before (a build, a CI run).
+settle() {
+  sync
+  [[ -w /proc/sys/vm/drop_caches ]] && echo 3 > /proc/sys/vm/drop_caches
+  wait_disk_idle
+}
+
+# The sequential jobs alternate between the two file systems, ROUNDS times (default 3): on the
+# VMs measured here a 2 GiB write into a page cache just emptied runs anywhere from 250 to
+# 1,300 MiB/s for the same binary (the host takes freed guest pages back, "Free page reporting",
+# and the next writer faults them in again), so one run each says little.
+rounds=${ROUNDS:-3}
+declare -A seqw seqr
+for r in $(seq "$rounds"); do
+  for fs in nx pt; do
+    settle
+    out=$(fio_line "$run/$fs" "$here/bench/fio/seq.fio")
+    rm -f "$run/$fs/fio-seq.dat"
+    echo "== round $r $fs"
+    echo "$out"
+    seqw[$fs]+="$(awk '$1 == "seq-write" {print $8}' <<<"$out") "
+    seqr[$fs]+="$(awk '$1 == "seq-read" {print $3}' <<<"$out") "
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+for fs in nx pt; do
+  echo "== $fs sequential MiB/s, median of $rounds: write $(median "${seqw[$fs]}") (${seqw[$fs]% })," \
+    "read $(median "${seqr[$fs]}") (${seqr[$fs]% })"
+done
+
 for fs in nx pt; do
   name=NexusFS
   [[ $fs == pt ]] && name=passthrough_hp
   echo "== $name"
-  # Each file system starts from a disk with nothing left to write back and an empty page
-  # cache: otherwise the one measured first pays for whatever ran before (a build, a CI run).
-  sync
-  [[ -w /proc/sys/vm/drop_caches ]] && echo 3 > /proc/sys/vm/drop_caches
-  wait_disk_idle
-  fio_line "$run/$fs" "$here/bench/fio/seq.fio"
-  rm -f "$run/$fs/fio-seq.dat"
+  settle
   fio_line "$run/$fs" "$here/bench/fio/randread.fio"
   rm -f "$run/$fs/fio-rand.dat"
   mkdir -p "$run/$fs/md1" "$run/$fs/md4"
