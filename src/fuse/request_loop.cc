@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -93,7 +94,11 @@ class RequestLoop {
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) return -errno;
     std::unique_lock lock(mu_);
-    StartThreadLocked();
+    if (!StartThreadLocked()) {
+      lock.unlock();
+      close(wake_fd_);
+      return -EAGAIN;
+    }
     constexpr int64_t kFastNs = 1'000'000, kSlowNs = 20'000'000;
     int64_t period = kFastNs;
     uint64_t seen = served_;
@@ -119,12 +124,21 @@ class RequestLoop {
   }
 
  private:
-  void StartThreadLocked() {
+  // False when the system refuses a thread (EAGAIN at the process or memory limit). The loop
+  // goes on with the threads it has: a thread that gave up the reading role takes it back when
+  // its request is done.
+  bool StartThreadLocked() {
     JoinFinishedLocked();
+    try {
+      std::thread t([this] { Worker(); });
+      std::thread::id id = t.get_id();
+      running_.emplace(id, std::move(t));
+    } catch (const std::system_error& e) {
+      NX_LOG_WARN("fuse: cannot start a request thread ({} running): {}", threads_, e.what());
+      return false;
+    }
     ++threads_;
-    std::thread t([this] { Worker(); });
-    std::thread::id id = t.get_id();
-    running_.emplace(id, std::move(t));
+    return true;
   }
 
   // Threads that left hand their std::thread to the next start or to the end of Run.
@@ -145,7 +159,7 @@ class RequestLoop {
     if (idle_ > 0) {
       followers_.notify_one();
     } else if (threads_ < o_.max_threads) {
-      StartThreadLocked();
+      (void)StartThreadLocked();
     }
   }
 
@@ -221,7 +235,6 @@ class RequestLoop {
             ReleaseReaderLocked();
           }
           lock.unlock();
-          reading = false;
           fuse_session_process_buf(se_, &buf);
           break;
         }
