@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -808,6 +809,8 @@ TEST_P(MetaTest, ConcurrentCreatesAndLinksKeepCountsExact) {
   constexpr int kThreads = 4, kPer = 150;
   std::vector<std::vector<Ino>> made(kThreads);
   std::atomic<int> failures{0};
+  std::mutex mu;
+  std::string first_failure;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
@@ -818,7 +821,9 @@ TEST_P(MetaTest, ConcurrentCreatesAndLinksKeepCountsExact) {
         Status l = internal::ToStatus(meta_->Link(root_, target, d, "l" + n));
         Status u = i % 3 == 0 ? meta_->Unlink(root_, d, "l" + n) : Status::OK();
         if (!e || !s || !l.ok() || !u.ok()) {
-          failures++;
+          Status why = !e ? e.error() : !s ? s.error() : !l.ok() ? l : u;
+          std::lock_guard g(mu);
+          if (failures++ == 0) first_failure = n + ": " + why.ToString();
           continue;
         }
         made[t].push_back(e->ino);
@@ -827,7 +832,7 @@ TEST_P(MetaTest, ConcurrentCreatesAndLinksKeepCountsExact) {
     });
   }
   for (auto& th : threads) th.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(failures.load(), 0) << "first: " << first_failure;
   std::set<Ino> unique;
   for (auto& v : made) unique.insert(v.begin(), v.end());
   const size_t dirs = kThreads * (kPer / 2), files = kThreads * kPer;

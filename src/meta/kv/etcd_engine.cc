@@ -40,6 +40,7 @@
 
 #include "common/url.h"
 #include "meta/kv/buffered_txn.h"
+#include "meta/kv/conflict_gate.h"
 #include "meta/kv/engines.h"
 
 namespace nexus::kv {
@@ -431,9 +432,13 @@ class EtcdEngine final : public Engine {
     Status last;
     for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
       Backoff::Wait(attempt);
-      EtcdTxn txn(this, false);
-      Status s = body(txn);
-      if (s.ok()) s = Commit(txn);
+      Status s;
+      {
+        ConflictGate::Pass pass(gate_, attempt - 1);
+        EtcdTxn txn(this, false);
+        s = body(txn);
+        if (s.ok()) s = Commit(txn);
+      }
       if (s.ok()) {
         txns_++;
         return s;
@@ -721,6 +726,7 @@ class EtcdEngine final : public Engine {
   int64_t lease_ = 0;
   Clock::time_point lease_at_;
   std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0};
+  ConflictGate gate_;
 
   friend class EtcdTxn;
 };

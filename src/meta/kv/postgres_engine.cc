@@ -37,6 +37,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -44,6 +45,7 @@
 #include "common/logging.h"
 #include "common/url.h"
 #include "meta/kv/buffered_txn.h"
+#include "meta/kv/conflict_gate.h"
 #include "meta/kv/engines.h"
 
 namespace nexus::kv {
@@ -608,6 +610,8 @@ class PostgresEngine final : public Engine {
         bool unknown = false;
         int64_t seq = 0;
         {
+          std::optional<ConflictGate::Pass> pass;
+          if (!read_only) pass.emplace(gate_, conflicts);
           PgTxn t(&c, read_only);
           s = body(t);
           if (s.ok() && !read_only) s = t.Commit(&unknown, &seq);
@@ -697,6 +701,7 @@ class PostgresEngine final : public Engine {
   std::mutex mu_;
   std::vector<std::unique_ptr<PgConn>> idle_;
   std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0}, round_trips_{0};
+  ConflictGate gate_;
 };
 
 }  // namespace

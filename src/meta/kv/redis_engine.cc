@@ -40,6 +40,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -48,6 +49,7 @@
 #include "common/logging.h"
 #include "common/url.h"
 #include "meta/kv/buffered_txn.h"
+#include "meta/kv/conflict_gate.h"
 #include "meta/kv/engines.h"
 
 namespace nexus::kv {
@@ -727,6 +729,8 @@ class RedisEngine final : public Engine {
         if (!WaitOutage(deadline)) break;
         continue;
       }
+      std::optional<ConflictGate::Pass> pass;
+      if (!read_only) pass.emplace(gate_, conflicts);
       RedisTxn t(conn->get(), read_only);
       std::string marker;
       if (!read_only) t.set_marker(marker = NewMarker());
@@ -741,6 +745,7 @@ class RedisEngine final : public Engine {
           if (v.IsConflict()) s = v;
         }
       }
+      pass.reset();
       const bool unavailable = (*conn)->unavailable();
       const bool in_doubt = unavailable && t.sent_commit();
       if (!unavailable) t.Abandon();
@@ -820,6 +825,7 @@ class RedisEngine final : public Engine {
   std::mutex mu_;
   std::vector<std::unique_ptr<RedisConn>> idle_;
   std::atomic<uint64_t> txns_{0}, conflicts_{0}, failures_{0}, round_trips_{0};
+  ConflictGate gate_;
 };
 
 }  // namespace
