@@ -39,7 +39,7 @@ class ConflictGate {
     Mode mode_ = Mode::kNone;
   };
 
-  // Passes that had to run alone (for the engines' statistics and the tests).
+  // Passes that had to run alone (read by the tests).
   uint64_t exclusive_passes() const;
 
  private:
